@@ -1,0 +1,22 @@
+//===- Registration.cpp - One place to register moec's IR pieces ----------===//
+
+#include "compiler/Registration/Registration.h"
+
+#include "dialect/MoE/IR/MoEDialect.h"
+#include "dialect/MoE/Transforms/Passes.h"
+
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/InitAllPasses.h"
+
+void mlir::moe::registerMoECompilerDialects(DialectRegistry &registry) {
+  registry.insert<MoEDialect>();
+  registerAllDialects(registry);
+  registerAllExtensions(registry);
+}
+
+void mlir::moe::registerMoECompilerPasses() {
+  registerAllPasses();
+  registerMoEPasses();
+}
