@@ -2,6 +2,8 @@
 
 #include "compiler/Registration/Registration.h"
 
+#include "compiler/Conversion/Passes.h"
+#include "compiler/Pipelines/Pipelines.h"
 #include "dialect/MoE/IR/MoEDialect.h"
 #include "dialect/MoE/Transforms/Passes.h"
 
@@ -19,4 +21,6 @@ void mlir::moe::registerMoECompilerDialects(DialectRegistry &registry) {
 void mlir::moe::registerMoECompilerPasses() {
   registerAllPasses();
   registerMoEPasses();
+  registerMoEConversionPasses();
+  registerMoEPipelines();
 }

@@ -1,0 +1,379 @@
+//===- Routing.cpp - moe.router/topk/stats/aux_loss to loops --------------===//
+
+#include "compiler/Conversion/MoEToLoops/LoopEmitter.h"
+#include "compiler/Conversion/MoEToLoops/PopulatePatterns.h"
+
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+Value maximum(LoopEmitter &em, Value a, Value c) {
+  // NaN-propagating, as torch.max: a NaN score poisons only its own token.
+  return arith::MaximumFOp::create(em.builder(), a, c);
+}
+
+/// Writes softmax(logits[t, :]) into scores[t, :] (max-subtracted).
+void emitSoftmaxRow(LoopEmitter &em, Value logits, Value scores, Value t,
+                    Value experts) {
+  Value m = em.reduce(em.index(0), experts, {em.f32(kNegInf)},
+                      [&](Value e, ValueRange acc) -> SmallVector<Value> {
+                        return {maximum(em, acc[0], em.load(logits, {t, e}))};
+                      })[0];
+  Value total = em.sum(
+      em.index(0), experts,
+      [&](Value e) {
+        Value v = em.exp(arith::SubFOp::create(em.builder(),
+                                               em.load(logits, {t, e}), m));
+        em.store(v, scores, {t, e});
+        return v;
+      },
+      /*fast=*/false);
+  em.forEach(0, experts, [&](Value e) {
+    em.store(arith::DivFOp::create(em.builder(), em.load(scores, {t, e}), total),
+             scores, {t, e});
+  });
+}
+
+struct RouterToLoops : OpRewritePattern<RouterOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(RouterOp op,
+                                PatternRewriter &rewriter) const override {
+    LoopEmitter em(rewriter, op.getLoc());
+    Value x = em.toBuffer(op.getInput());
+    Value w = em.toBuffer(op.getWeight());
+    Value tokens = em.dim(x, 0);
+    Value hidden = em.dim(x, 1);
+    Value experts = em.dim(w, 0);
+    auto type = op.getLogits().getType();
+    Value logits = em.alloc(type, leadingDynamicSize(type, tokens));
+    Value scores = em.alloc(type, leadingDynamicSize(type, tokens));
+
+    em.forEach(0, tokens, [&](Value t) {
+      em.forEach(0, experts, [&](Value e) {
+        Value dot = em.sum(
+            em.index(0), hidden,
+            [&](Value h) {
+              return em.mul(em.load(x, {t, h}), em.load(w, {e, h}), true);
+            },
+            /*fast=*/true);
+        em.store(dot, logits, {t, e});
+      });
+      if (op.getScoring() == ScoringFunc::softmax) {
+        emitSoftmaxRow(em, logits, scores, t, experts);
+      } else {
+        em.forEach(0, experts, [&](Value e) {
+          em.store(em.sigmoid(em.load(logits, {t, e})), scores, {t, e});
+        });
+      }
+    });
+    rewriter.replaceOp(op, {em.toTensor(logits, type),
+                            em.toTensor(scores, op.getScores().getType())});
+    return success();
+  }
+};
+
+struct TopKToLoops : OpRewritePattern<TopKOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(TopKOp op,
+                                PatternRewriter &rewriter) const override {
+    LoopEmitter em(rewriter, op.getLoc());
+    auto &b = em.builder();
+    Value scores = em.toBuffer(op.getScores());
+    Value bias = op.getSelectionBias() ? em.toBuffer(op.getSelectionBias())
+                                       : Value();
+    int64_t numExperts = op.getScores().getType().getDimSize(1);
+    int64_t groups = op.getGroups();
+    int64_t perGroup = numExperts / groups;
+    Value tokens = em.dim(scores, 0);
+    Value experts = em.index(numExperts);
+    Value k = em.index(op.getK());
+
+    auto weightsType = op.getWeights().getType();
+    auto indicesType = op.getIndices().getType();
+    Value weights = em.alloc(weightsType, leadingDynamicSize(weightsType, tokens));
+    Value indices = em.alloc(indicesType, leadingDynamicSize(indicesType, tokens));
+
+    // Per-token scratch: selection scores and "taken or ineligible" flags.
+    Type i8 = b.getI8Type();
+    Value sel = em.scratch(MemRefType::get({numExperts}, em.f32()));
+    Value taken = em.scratch(MemRefType::get({numExperts}, i8));
+    Value groupScore, groupTaken;
+    if (groups > 1) {
+      groupScore = em.scratch(MemRefType::get({groups}, em.f32()));
+      groupTaken = em.scratch(MemRefType::get({groups}, i8));
+    }
+    Value zero8 = arith::ConstantOp::create(b, b.getI8IntegerAttr(0));
+    Value one8 = arith::ConstantOp::create(b, b.getI8IntegerAttr(1));
+
+    // The lowest-index entry of `values` not flagged in `flags` with the
+    // highest value: strict `>` keeps the lower index on ties.
+    auto argmax = [&](Value values, Value flags, Value count) -> Value {
+      Value none = em.index(-1);
+      auto result = em.reduce(
+          em.index(0), count, {em.f32(kNegInf), none},
+          [&](Value i, ValueRange acc) -> SmallVector<Value> {
+            Value v = em.load(values, {i});
+            Value free = arith::CmpIOp::create(
+                b, arith::CmpIPredicate::eq,
+                memref::LoadOp::create(b, flags, ValueRange{i}), zero8);
+            Value first = arith::CmpIOp::create(b, arith::CmpIPredicate::slt,
+                                                acc[1], em.index(0));
+            Value greater = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                  v, acc[0]);
+            Value better = arith::AndIOp::create(
+                b, free, arith::OrIOp::create(b, first, greater));
+            return {arith::SelectOp::create(b, better, v, acc[0]),
+                    arith::SelectOp::create(b, better, i, acc[1])};
+          });
+      return result[1];
+    };
+
+    em.forEach(0, tokens, [&](Value t) {
+      em.forEach(0, experts, [&](Value e) {
+        Value v = em.load(scores, {t, e});
+        if (bias)
+          v = em.add(v, em.load(bias, {e}));
+        em.store(v, sel, {e});
+        memref::StoreOp::create(b, zero8, taken, ValueRange{e});
+      });
+      if (groups > 1)
+        emitGroupLimit(em, op, sel, taken, groupScore, groupTaken, groups,
+                       perGroup, argmax);
+      em.forEach(0, k, [&](Value j) {
+        Value best = argmax(sel, taken, experts);
+        memref::StoreOp::create(b, one8, taken, ValueRange{best});
+        em.store(em.fromIndex(best, b.getI32Type()), indices, {t, j});
+        em.store(em.load(scores, {t, best}), weights, {t, j});
+      });
+      if (op.getRenormalize()) {
+        Value total = em.sum(
+            em.index(0), k, [&](Value j) { return em.load(weights, {t, j}); },
+            false);
+        em.forEach(0, k, [&](Value j) {
+          em.store(arith::DivFOp::create(b, em.load(weights, {t, j}), total),
+                   weights, {t, j});
+        });
+      }
+      double scale = op.getScalingFactor().convertToDouble();
+      if (scale != 1.0) {
+        em.forEach(0, k, [&](Value j) {
+          em.store(em.mul(em.load(weights, {t, j}), em.f32(scale)), weights,
+                   {t, j});
+        });
+      }
+    });
+
+    if (op.getCapacity() > 0)
+      emitCapacity(em, op, weights, indices, tokens, numExperts);
+
+    rewriter.replaceOp(op, {em.toTensor(weights, weightsType),
+                            em.toTensor(indices, indicesType)});
+    return success();
+  }
+
+  /// Flags every expert outside the `topk_groups` best groups as taken.
+  static void emitGroupLimit(LoopEmitter &em, TopKOp op, Value sel,
+                             Value taken, Value groupScore, Value groupTaken,
+                             int64_t groups, int64_t perGroup,
+                             function_ref<Value(Value, Value, Value)> argmax) {
+    auto &b = em.builder();
+    Value zero8 = arith::ConstantOp::create(b, b.getI8IntegerAttr(0));
+    Value one8 = arith::ConstantOp::create(b, b.getI8IntegerAttr(1));
+    Value size = em.index(perGroup);
+    em.forEach(0, em.index(groups), [&](Value g) {
+      Value first = arith::MulIOp::create(b, g, size);
+      Value last = arith::AddIOp::create(b, first, size);
+      Value score;
+      if (op.getGroupScore() == GroupScore::max) {
+        score = em.reduce(first, last, {em.f32(kNegInf)},
+                          [&](Value e, ValueRange acc) -> SmallVector<Value> {
+                            return {maximum(em, acc[0], em.load(sel, {e}))};
+                          })[0];
+      } else {
+        // The two best scores, tracked together (ties count twice).
+        auto best2 = em.reduce(
+            first, last, {em.f32(kNegInf), em.f32(kNegInf)},
+            [&](Value e, ValueRange acc) -> SmallVector<Value> {
+              Value v = em.load(sel, {e});
+              Value gt1 = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                v, acc[0]);
+              Value gt2 = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                v, acc[1]);
+              Value second = arith::SelectOp::create(
+                  b, gt1, acc[0], arith::SelectOp::create(b, gt2, v, acc[1]));
+              return {arith::SelectOp::create(b, gt1, v, acc[0]), second};
+            });
+        score = em.add(best2[0], best2[1]);
+      }
+      em.store(score, groupScore, {g});
+      memref::StoreOp::create(b, zero8, groupTaken, ValueRange{g});
+    });
+    em.forEach(0, em.index(op.getTopkGroups()), [&](Value) {
+      Value best = argmax(groupScore, groupTaken, em.index(groups));
+      memref::StoreOp::create(b, one8, groupTaken, ValueRange{best});
+    });
+    em.forEach(0, em.index(groups), [&](Value g) {
+      Value dropped = arith::CmpIOp::create(
+          b, arith::CmpIPredicate::eq,
+          memref::LoadOp::create(b, groupTaken, ValueRange{g}), zero8);
+      em.ifThen(dropped, [&] {
+        Value first = arith::MulIOp::create(b, g, size);
+        em.forEach(first, arith::AddIOp::create(b, first, size), [&](Value e) {
+          memref::StoreOp::create(b, one8, taken, ValueRange{e});
+        });
+      });
+    });
+  }
+
+  /// Visits slots in token order; an expert keeps its first `capacity`.
+  static void emitCapacity(LoopEmitter &em, TopKOp op, Value weights,
+                           Value indices, Value tokens, int64_t numExperts) {
+    auto &b = em.builder();
+    Value counts =
+        em.scratch(MemRefType::get({numExperts}, b.getI32Type()));
+    em.fill(counts, em.i32(0));
+    Value capacity = em.i32(op.getCapacity());
+    em.forEach(0, tokens, [&](Value t) {
+      em.forEach(0, em.index(op.getK()), [&](Value j) {
+        Value e = em.toIndex(em.load(indices, {t, j}));
+        Value count = em.load(counts, {e});
+        Value full = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, count,
+                                           capacity);
+        em.ifThenElse(
+            full,
+            [&] {
+              em.store(em.i32(-1), indices, {t, j});
+              em.store(em.f32(0.0), weights, {t, j});
+            },
+            [&] {
+              em.store(arith::AddIOp::create(b, count, em.i32(1)), counts,
+                       {e});
+            });
+      });
+    });
+  }
+};
+
+/// Counts the slots routed to each expert; -1 (dropped) is skipped.
+void emitCounts(LoopEmitter &em, Value indices, Value counts) {
+  auto &b = em.builder();
+  Type element = cast<MemRefType>(counts.getType()).getElementType();
+  Value one = arith::ConstantOp::create(b, b.getIntegerAttr(element, 1));
+  em.fill(counts, arith::ConstantOp::create(b, b.getIntegerAttr(element, 0)));
+  em.forEach(0, em.dim(indices, 0), [&](Value t) {
+    em.forEach(0, em.dim(indices, 1), [&](Value j) {
+      Value e = em.load(indices, {t, j});
+      Value routed =
+          arith::CmpIOp::create(b, arith::CmpIPredicate::sge, e, em.i32(0));
+      em.ifThen(routed, [&] {
+        Value ei = em.toIndex(e);
+        em.store(arith::AddIOp::create(b, em.load(counts, {ei}), one), counts,
+                 {ei});
+      });
+    });
+  });
+}
+
+struct StatsToLoops : OpRewritePattern<StatsOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(StatsOp op,
+                                PatternRewriter &rewriter) const override {
+    LoopEmitter em(rewriter, op.getLoc());
+    Value indices = em.toBuffer(op.getIndices());
+    auto type = op.getTokensPerExpert().getType();
+    Value counts = em.alloc(type);
+    emitCounts(em, indices, counts);
+    rewriter.replaceOp(op, em.toTensor(counts, type));
+    return success();
+  }
+};
+
+struct AuxLossToLoops : OpRewritePattern<AuxLossOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(AuxLossOp op,
+                                PatternRewriter &rewriter) const override {
+    LoopEmitter em(rewriter, op.getLoc());
+    auto &b = em.builder();
+    Value logits = em.toBuffer(op.getLogits());
+    int64_t numExperts = op.getLogits().getType().getDimSize(1);
+    if (ShapedType::isDynamic(numExperts))
+      return rewriter.notifyMatchFailure(op, "needs a static expert count");
+    Value tokens = em.dim(logits, 0);
+    Value experts = em.index(numExperts);
+    // Empty batches give a zero loss, not 0/0.
+    Value tokensF = arith::UIToFPOp::create(
+        b, em.f32(), em.fromIndex(arith::MaxUIOp::create(b, tokens, em.index(1)),
+                                  b.getI64Type()));
+    Value loss = em.alloc(MemRefType::get({}, em.f32()));
+
+    // Row statistics of the logits: max and sum of exp(l - max).
+    auto rowStats = [&](Value t) -> std::pair<Value, Value> {
+      Value m = em.reduce(em.index(0), experts, {em.f32(kNegInf)},
+                          [&](Value e, ValueRange acc) -> SmallVector<Value> {
+                            return {maximum(em, acc[0], em.load(logits, {t, e}))};
+                          })[0];
+      Value s = em.sum(em.index(0), experts, [&](Value e) {
+        return em.exp(arith::SubFOp::create(b, em.load(logits, {t, e}), m));
+      }, false);
+      return {m, s};
+    };
+
+    if (op.getKind() == AuxLossKind::z_loss) {
+      Value total = em.sum(em.index(0), tokens, [&](Value t) {
+        auto [mm, ss] = rowStats(t);
+        Value m = mm, s = ss;
+        Value lse = em.add(m, math::LogOp::create(b, s));
+        return em.mul(lse, lse);
+      }, false);
+      em.store(arith::DivFOp::create(b, total, tokensF), loss, {});
+    } else {
+      Value indices = em.toBuffer(op.getIndices());
+      Value prob = em.scratch(MemRefType::get({numExperts}, em.f32()));
+      Value counts = em.scratch(MemRefType::get({numExperts}, b.getI64Type()));
+      em.fill(prob, em.f32(0.0));
+      emitCounts(em, indices, counts);
+      em.forEach(0, tokens, [&](Value t) {
+        auto [mm, ss] = rowStats(t);
+        Value m = mm, s = ss;
+        em.forEach(0, experts, [&](Value e) {
+          Value p = arith::DivFOp::create(
+              b, em.exp(arith::SubFOp::create(b, em.load(logits, {t, e}), m)), s);
+          em.store(em.add(em.load(prob, {e}), p), prob, {e});
+        });
+      });
+      Value slots = arith::MulFOp::create(
+          b, tokensF,
+          arith::UIToFPOp::create(
+              b, em.f32(), em.fromIndex(em.dim(indices, 1), b.getI64Type())));
+      Value dot = em.sum(em.index(0), experts, [&](Value e) {
+        Value f = arith::DivFOp::create(
+            b, arith::UIToFPOp::create(b, em.f32(), em.load(counts, {e})), slots);
+        return em.mul(f, arith::DivFOp::create(b, em.load(prob, {e}), tokensF));
+      }, false);
+      em.store(em.mul(dot, em.f32(numExperts)), loss, {});
+    }
+    rewriter.replaceOp(op, em.toTensor(loss, op.getLoss().getType()));
+    return success();
+  }
+};
+} // namespace
+
+SmallVector<Value> mlir::moe::leadingDynamicSize(RankedTensorType type,
+                                                 Value leading) {
+  if (type.isDynamicDim(0))
+    return {leading};
+  return {};
+}
+
+void mlir::moe::populateRoutingToLoopsPatterns(RewritePatternSet &patterns) {
+  patterns.add<RouterToLoops, TopKToLoops, StatsToLoops, AuxLossToLoops>(
+      patterns.getContext());
+}

@@ -1,0 +1,30 @@
+//===- Passes.h - moec's conversion passes ----------------------*- C++ -*-===//
+
+#ifndef MOE_COMPILER_CONVERSION_PASSES_H
+#define MOE_COMPILER_CONVERSION_PASSES_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Pass/Pass.h"
+
+namespace mlir {
+class RewritePatternSet;
+namespace moe {
+
+#define GEN_PASS_DECL
+#include "compiler/Conversion/Passes.h.inc"
+
+/// Patterns lowering the moe primitives to loops (see convert-moe-to-loops).
+void populateMoEToLoopsConversionPatterns(RewritePatternSet &patterns);
+
+#define GEN_PASS_REGISTRATION
+#include "compiler/Conversion/Passes.h.inc"
+
+} // namespace moe
+} // namespace mlir
+
+#endif // MOE_COMPILER_CONVERSION_PASSES_H

@@ -1,0 +1,72 @@
+//===- Pipelines.cpp - moec's compilation pipelines -----------------------===//
+
+#include "compiler/Pipelines/Pipelines.h"
+
+#include "compiler/Conversion/Passes.h"
+#include "dialect/MoE/Transforms/Passes.h"
+
+#include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
+#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/Passes.h"
+#include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+
+void mlir::moe::buildMoECPUToLoopsPipeline(
+    OpPassManager &pm, const MoECPUPipelineOptions &options) {
+  OpPassManager &funcPm = pm.nest<func::FuncOp>();
+  funcPm.addPass(createMoEDecomposeLayerPass());
+  funcPm.addPass(createConvertMoEToLoopsPass());
+  funcPm.addPass(createCanonicalizerPass());
+  funcPm.addPass(createCSEPass());
+
+  bufferization::OneShotBufferizePassOptions bufferize;
+  bufferize.bufferizeFunctionBoundaries = true;
+  bufferize.functionBoundaryTypeConversion =
+      bufferization::LayoutMapOption::IdentityLayoutMap;
+  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+
+  // The runtime owns the outputs: results become trailing out-parameters.
+  bufferization::BufferResultsToOutParamsPassOptions outParams;
+  outParams.modifyPublicFunctions = true;
+  outParams.hoistStaticAllocs = true;
+  pm.addPass(bufferization::createBufferResultsToOutParamsPass(outParams));
+  bufferization::buildBufferDeallocationPipeline(pm);
+  pm.addPass(createConvertLinalgToLoopsPass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+
+void mlir::moe::buildMoELoopsToLLVMPipeline(OpPassManager &pm) {
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createConvertMathToLLVMPass());
+  // What LLVM has no intrinsic for (erf, tanh) becomes a libm call.
+  pm.addPass(createConvertMathToLibmPass());
+  pm.addPass(createConvertToLLVMPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+}
+
+void mlir::moe::buildMoECPUPipeline(OpPassManager &pm,
+                                    const MoECPUPipelineOptions &options) {
+  buildMoECPUToLoopsPipeline(pm, options);
+  buildMoELoopsToLLVMPipeline(pm);
+}
+
+void mlir::moe::registerMoEPipelines() {
+  PassPipelineRegistration<MoECPUPipelineOptions>(
+      "moe-cpu-pipeline",
+      "Lower moe.layer to the LLVM dialect for the host CPU",
+      buildMoECPUPipeline);
+  PassPipelineRegistration<MoECPUPipelineOptions>(
+      "moe-cpu-to-loops-pipeline",
+      "Lower moe.layer to bufferized scf loops (moec --emit=linalg)",
+      buildMoECPUToLoopsPipeline);
+}

@@ -1,0 +1,171 @@
+//===- LayerABI.cpp - The compiled layer's interface to libmoert ----------===//
+
+#include "compiler/Target/LayerABI.h"
+
+#include "dialect/MoE/IR/MoEOps.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/IR/IRBuilder.h"
+#include "llvm/IR/Module.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+namespace json = llvm::json;
+
+static llvm::Error error(const llvm::Twine &message) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
+}
+
+llvm::Expected<func::FuncOp> mlir::moe::prepareEntryFunction(ModuleOp module) {
+  func::FuncOp entry;
+  for (auto func : module.getOps<func::FuncOp>()) {
+    if (func.isExternal() || func.getOps<LayerOp>().empty())
+      continue;
+    if (entry)
+      return error("more than one function holds a moe.layer (@" +
+                   entry.getSymName() + ", @" + func.getSymName() + ")");
+    entry = func;
+  }
+  if (!entry)
+    return error("no function holds a moe.layer");
+  if (!llvm::hasSingleElement(entry.getOps<LayerOp>()))
+    return error("@" + entry.getSymName() + " holds more than one moe.layer");
+
+  FunctionType type = entry.getFunctionType();
+  if (type.getNumInputs() == 0)
+    return error("@" + entry.getSymName() + " takes no arguments");
+  auto tokensType = dyn_cast<RankedTensorType>(type.getInput(0));
+  if (!tokensType || tokensType.getRank() != 2 ||
+      !tokensType.getElementType().isF32())
+    return error("@" + entry.getSymName() +
+                 ": argument #0 (the tokens) must be a 2-D f32 tensor");
+  for (unsigned i = 1; i < type.getNumInputs(); ++i) {
+    auto tensor = dyn_cast<RankedTensorType>(type.getInput(i));
+    if (!tensor || !tensor.hasStaticShape() || !tensor.getElementType().isF32())
+      return error(llvm::formatv("@{0}: argument #{1} must be a static f32 "
+                                 "tensor (a weight)",
+                                 entry.getSymName(), i));
+    if (!entry.getArgAttrOfType<StringAttr>(i, "moe.weight"))
+      return error(llvm::formatv("@{0}: argument #{1} has no 'moe.weight' "
+                                 "attribute naming its checkpoint tensor",
+                                 entry.getSymName(), i));
+  }
+  if (type.getNumResults() != 2)
+    return error("@" + entry.getSymName() +
+                 " must return the layer's output and tokens_per_expert");
+  if (entry.getSymName() != kEntryName) {
+    if (SymbolTable::lookupSymbolIn(module, kEntryName))
+      return error("@moe_forward exists but holds no moe.layer");
+    entry.setSymName(kEntryName);
+  }
+  entry->setAttr("llvm.emit_c_interface", UnitAttr::get(module.getContext()));
+  return entry;
+}
+
+static json::Array shapeOf(ShapedType type) {
+  json::Array shape;
+  for (int64_t d : type.getShape())
+    shape.push_back(ShapedType::isDynamic(d) ? -1 : d);
+  return shape;
+}
+
+std::string mlir::moe::buildLayerMetadata(ModuleOp module,
+                                          func::FuncOp entry) {
+  LayerOp layer = *entry.getOps<LayerOp>().begin();
+  int64_t hidden = layer.getHiddenSize(), experts = layer.getNumExperts();
+  int64_t k = layer.getK(), tile = layer.getTileRows();
+
+  json::Array arguments;
+  FunctionType type = entry.getFunctionType();
+  arguments.push_back(json::Object{{"name", "x"},
+                                   {"role", "input"},
+                                   {"dtype", "f32"},
+                                   {"shape", json::Array{-1, hidden}}});
+  for (unsigned i = 1; i < type.getNumInputs(); ++i) {
+    StringRef name =
+        entry.getArgAttrOfType<StringAttr>(i, "moe.weight").getValue();
+    json::Object arg{{"name", name},
+                     {"role", "weight"},
+                     {"dtype", "f32"},
+                     {"shape", shapeOf(cast<ShapedType>(type.getInput(i)))}};
+    if (name.contains("{e}"))
+      arg["stacked"] = true;
+    arguments.push_back(std::move(arg));
+  }
+  arguments.push_back(json::Object{{"name", "output"},
+                                   {"role", "output"},
+                                   {"dtype", "f32"},
+                                   {"shape", json::Array{-1, hidden}}});
+  arguments.push_back(json::Object{{"name", "tokens_per_expert"},
+                                   {"role", "stats"},
+                                   {"dtype", "i64"},
+                                   {"shape", json::Array{experts}}});
+
+  // An upper bound on the lowering's heap buffers (see MoEToLoops): per
+  // token the logits and scores, routing weights and indices, the plan's
+  // slot rows, k expert rows, the shared expert's and the combined output;
+  // per expert, one partly padded tile of rows.
+  int64_t perToken = 4 * (2 * experts + 4 * k + k * hidden + 3 * hidden);
+  int64_t fixed = experts * tile * (4 * hidden + 8) + 64 * 1024;
+
+  StringRef family = "custom";
+  if (auto attr = module->getAttrOfType<StringAttr>("moe.family"))
+    family = attr.getValue();
+  json::Object metadata{
+      {"abi_version", kLayerABIVersion},
+      {"moec_version", MOEC_VERSION},
+      {"family", family},
+      {"hidden_size", hidden},
+      {"num_experts", experts},
+      {"top_k", k},
+      {"capacity", layer.getCapacity()},
+      {"token_independent", layer.getCapacity() == 0},
+      {"workspace_bytes_per_token", perToken},
+      {"workspace_bytes_fixed", fixed},
+      {"arguments", std::move(arguments)},
+  };
+  return llvm::formatv("{0}", json::Value(std::move(metadata))).str();
+}
+
+void mlir::moe::eraseWeightNames(func::FuncOp entry) {
+  for (unsigned i = 0; i < entry.getNumArguments(); ++i)
+    entry.removeArgAttr(i, "moe.weight");
+}
+
+llvm::Error mlir::moe::addLayerABI(llvm::Module &module,
+                                   llvm::StringRef metadata) {
+  llvm::LLVMContext &ctx = module.getContext();
+  llvm::Function *entry =
+      module.getFunction(("_mlir_ciface_" + kEntryName).str());
+  if (!entry)
+    return error("the lowered module has no C interface for @moe_forward");
+  llvm::IRBuilder<> b(ctx);
+  llvm::Type *ptr = b.getPtrTy();
+
+  auto define = [&](llvm::StringRef name, llvm::Type *result,
+                    llvm::ArrayRef<llvm::Type *> params) {
+    auto *fn = llvm::Function::Create(
+        llvm::FunctionType::get(result, params, false),
+        llvm::GlobalValue::ExternalLinkage, name, module);
+    b.SetInsertPoint(llvm::BasicBlock::Create(ctx, "entry", fn));
+    return fn;
+  };
+
+  define("moec_abi_version", b.getInt32Ty(), {});
+  b.CreateRet(b.getInt32(kLayerABIVersion));
+
+  define("moec_layer_metadata", ptr, {});
+  b.CreateRet(b.CreateGlobalString(metadata, "moec.metadata"));
+
+  // moec_forward(void **args): args[i] points at argument i's descriptor.
+  llvm::Function *forward = define("moec_forward", b.getVoidTy(), {ptr});
+  llvm::SmallVector<llvm::Value *> args;
+  for (unsigned i = 0; i < entry->arg_size(); ++i)
+    args.push_back(b.CreateLoad(
+        ptr, b.CreateConstGEP1_64(ptr, forward->getArg(0), i)));
+  b.CreateCall(entry, args);
+  b.CreateRetVoid();
+  return llvm::Error::success();
+}

@@ -1,0 +1,198 @@
+//===- moec.cpp - The moec compiler driver --------------------------------===//
+//
+//   moec compile CONFIG -o LAYER.so [--target cpu] [--emit moe|linalg|llvm|obj]
+//
+// CONFIG is a Hugging Face config.json or a .mlir file in the moe dialect.
+//
+//===----------------------------------------------------------------------===//
+
+#include "compiler/Frontend/HFConfig.h"
+#include "compiler/Pipelines/Pipelines.h"
+#include "compiler/Registration/Registration.h"
+#include "compiler/Target/CPU/CPUTarget.h"
+#include "compiler/Target/LayerABI.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/FileUtilities.h"
+#include "llvm/IR/LLVMContext.h"
+#include "llvm/IR/Module.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FileUtilities.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Target/TargetMachine.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+namespace cl = llvm::cl;
+
+namespace {
+enum class Emit { moe, linalg, llvm, obj, so };
+
+cl::SubCommand compileCommand("compile",
+                              "Compile an MoE block to a shared library");
+cl::opt<std::string> inputPath(cl::Positional, cl::Required,
+                               cl::desc("<config.json | layer.mlir>"),
+                               cl::sub(compileCommand));
+cl::opt<std::string> outputPath("o", cl::Required,
+                                cl::desc("Output file (LAYER.so, or the "
+                                         "--emit stage; '-' for stdout)"),
+                                cl::value_desc("path"),
+                                cl::sub(compileCommand));
+cl::opt<std::string> target("target", cl::init("cpu"),
+                            cl::desc("Target: cpu (cuda is not built yet)"),
+                            cl::sub(compileCommand));
+cl::opt<std::string> mcpu("mcpu", cl::init("host"),
+                          cl::desc("CPU to generate code for"),
+                          cl::sub(compileCommand));
+cl::opt<Emit> emit(
+    "emit", cl::init(Emit::so), cl::desc("Stop at a stage"),
+    cl::values(clEnumValN(Emit::moe, "moe", "the moe dialect (moe.layer)"),
+               clEnumValN(Emit::linalg, "linalg",
+                          "bufferized loops, before the LLVM dialect"),
+               clEnumValN(Emit::llvm, "llvm", "optimised LLVM IR"),
+               clEnumValN(Emit::obj, "obj", "an object file"),
+               clEnumValN(Emit::so, "so", "the shared library (default)")),
+    cl::sub(compileCommand));
+
+int fail(const llvm::Twine &message) {
+  llvm::errs() << "moec: error: " << message << "\n";
+  return 1;
+}
+
+/// Reads CONFIG into a module holding one moe.layer.
+OwningOpRef<ModuleOp> loadInput(MLIRContext &context, llvm::SourceMgr &sources) {
+  std::string message;
+  std::unique_ptr<llvm::MemoryBuffer> file =
+      openInputFile(inputPath, &message);
+  if (!file) {
+    fail(message);
+    return nullptr;
+  }
+  if (llvm::sys::path::extension(inputPath) == ".mlir") {
+    sources.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
+    return parseSourceFile<ModuleOp>(sources, &context);
+  }
+  llvm::Expected<LayerSpec> spec = parseHFConfig(file->getBuffer());
+  if (!spec) {
+    fail(inputPath + ": " + llvm::toString(spec.takeError()));
+    return nullptr;
+  }
+  auto loc = FileLineColLoc::get(&context, inputPath, 1, 1);
+  OwningOpRef<ModuleOp> module = buildLayerModule(&context, *spec, loc);
+  if (failed(verify(*module)))
+    return nullptr;
+  return module;
+}
+
+/// Writes through a temporary file so that a failure leaves no output.
+int writeOutput(llvm::function_ref<void(llvm::raw_ostream &)> write) {
+  std::string message;
+  auto out = openOutputFile(outputPath, &message);
+  if (!out)
+    return fail(message);
+  write(out->os());
+  out->keep();
+  return 0;
+}
+
+int compile() {
+  if (target != "cpu")
+    return fail("unsupported --target '" + target +
+                "' (this moec builds for: cpu)");
+
+  DialectRegistry registry;
+  registerMoECompilerDialects(registry);
+  MLIRContext context(registry);
+  llvm::SourceMgr sources;
+  SourceMgrDiagnosticHandler diagnostics(sources, &context);
+
+  OwningOpRef<ModuleOp> module = loadInput(context, sources);
+  if (!module)
+    return 1;
+  llvm::Expected<func::FuncOp> entry = prepareEntryFunction(*module);
+  if (!entry)
+    return fail(inputPath + ": " + llvm::toString(entry.takeError()));
+  if (emit == Emit::moe)
+    return writeOutput([&](llvm::raw_ostream &os) { module->print(os); });
+  std::string metadata = buildLayerMetadata(*module, *entry);
+  eraseWeightNames(*entry);
+
+  PassManager pm(&context);
+  buildMoECPUToLoopsPipeline(pm, MoECPUPipelineOptions());
+  if (emit != Emit::linalg)
+    buildMoELoopsToLLVMPipeline(pm);
+  if (failed(pm.run(*module)))
+    return fail(inputPath + ": lowering failed");
+  if (emit == Emit::linalg)
+    return writeOutput([&](llvm::raw_ostream &os) { module->print(os); });
+
+  auto machine = createCPUTargetMachine(mcpu == "host" ? StringRef() : StringRef(mcpu));
+  if (!machine)
+    return fail(llvm::toString(machine.takeError()));
+  llvm::LLVMContext llvmContext;
+  auto llvmModule =
+      translateLayerToLLVMIR(*module, llvmContext, metadata, **machine);
+  if (!llvmModule)
+    return fail(inputPath + ": " + llvm::toString(llvmModule.takeError()));
+  if (emit == Emit::llvm)
+    return writeOutput([&](llvm::raw_ostream &os) { (*llvmModule)->print(os, nullptr); });
+
+  if (emit == Emit::obj) {
+    std::string message;
+    auto out = openOutputFile(outputPath, &message);
+    if (!out)
+      return fail(message);
+    if (llvm::Error err = emitObject(**llvmModule, **machine, out->os()))
+      return fail(llvm::toString(std::move(err)));
+    out->keep();
+    return 0;
+  }
+
+  // LAYER.so: object to a temporary file, linked next to the output, then
+  // renamed into place so that a failed link leaves nothing behind.
+  llvm::SmallString<128> objectPath, libraryPath;
+  if (std::error_code ec =
+          llvm::sys::fs::createTemporaryFile("moec", "o", objectPath))
+    return fail("cannot create a temporary file: " + ec.message());
+  llvm::FileRemover removeObject(objectPath);
+  {
+    std::string message;
+    auto out = openOutputFile(objectPath, &message);
+    if (!out)
+      return fail(message);
+    if (llvm::Error err = emitObject(**llvmModule, **machine, out->os()))
+      return fail(llvm::toString(std::move(err)));
+    out->keep();
+  }
+  libraryPath = outputPath;
+  libraryPath += ".tmp";
+  llvm::FileRemover removeLibrary(libraryPath);
+  if (llvm::Error err = linkSharedLibrary(objectPath, libraryPath))
+    return fail(llvm::toString(std::move(err)));
+  if (std::error_code ec = llvm::sys::fs::rename(libraryPath, outputPath))
+    return fail("cannot write " + outputPath + ": " + ec.message());
+  return 0;
+}
+} // namespace
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "moec: an ahead-of-time compiler for Mixture-of-Experts layers\n\n"
+      "  moec compile CONFIG -o LAYER.so [--target cpu] "
+      "[--emit moe|linalg|llvm|obj]\n");
+  if (compileCommand)
+    return compile();
+  cl::PrintHelpMessage();
+  return 1;
+}
