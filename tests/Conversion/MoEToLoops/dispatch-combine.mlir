@@ -1,0 +1,58 @@
+// RUN: moe-opt %s --convert-moe-to-loops | FileCheck %s
+
+// The counting sort: counts into expert_offsets[e + 1], a padded scan, then
+// the row count sizes the plan's buffers; padding rows hold -1.
+// CHECK-LABEL: func @dispatch
+// CHECK-DAG: %[[TILE:.*]] = arith.constant 4 : i32
+// CHECK: %[[OFFSETS:.*]] = memref.alloc() {alignment = 64 : i64} : memref<9xi32>
+// CHECK: arith.divui %{{.*}}, %[[TILE]] : i32
+// CHECK: %[[ROWS:.*]] = arith.index_cast %{{.*}} : i32 to index
+// CHECK: %[[SORTED:.*]] = memref.alloc(%[[ROWS]]) {alignment = 64 : i64} : memref<?xi32>
+// CHECK: linalg.fill ins(%{{.*}} : i32) outs(%[[SORTED]] : memref<?xi32>)
+// CHECK: memref.alloca() {alignment = 64 : i64} : memref<8xi32>
+func.func @dispatch(%i: tensor<?x2xi32>) -> (tensor<?xi32>, tensor<?x2xi32>, tensor<9xi32>, tensor<?xi32>) {
+  %r, %s, %o, %t = moe.dispatch %i experts = 8 tile_rows = 4
+      : tensor<?x2xi32> -> tensor<?xi32>, tensor<?x2xi32>, tensor<9xi32>, tensor<?xi32>
+  return %r, %s, %o, %t : tensor<?xi32>, tensor<?x2xi32>, tensor<9xi32>, tensor<?xi32>
+}
+
+// The routing weight scales the down projection; padding rows are zeroed.
+// CHECK-LABEL: func @expert_ffn
+// CHECK: memref.alloca() {alignment = 64 : i64} : memref<32xf32>
+// CHECK: scf.if
+// CHECK: arith.divui
+// CHECK: arith.remui
+// CHECK: arith.negf
+// CHECK: math.exp
+// CHECK: } else {
+func.func @expert_ffn(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>, %w: tensor<?x2xf32>,
+                      %g: tensor<8x32x64xf32>, %u: tensor<8x32x64xf32>, %d: tensor<8x64x32xf32>) -> tensor<?x64xf32> {
+  %y = moe.expert_ffn %x, %r, %t, %w gate(%g) up(%u) down(%d) activation = silu tile_rows = 4
+      : (tensor<?x64xf32>, tensor<?xi32>, tensor<?xi32>, tensor<?x2xf32>, tensor<8x32x64xf32>,
+         tensor<8x32x64xf32>, tensor<8x64x32xf32>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// CHECK-LABEL: func @shared_expert_gelu
+// CHECK: math.erf
+// CHECK: arith.negf
+func.func @shared_expert_gelu(%x: tensor<?x64xf32>, %u: tensor<48x64xf32>, %d: tensor<64x48xf32>,
+                              %g: tensor<1x64xf32>) -> tensor<?x64xf32> {
+  %y = moe.shared_expert %x up(%u) down(%d) expert_gate(%g) activation = gelu
+      : (tensor<?x64xf32>, tensor<48x64xf32>, tensor<64x48xf32>, tensor<1x64xf32>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// Combine starts from the addend and adds the k rows in choice order,
+// skipping dropped slots (row -1).
+// CHECK-LABEL: func @combine
+// CHECK-SAME: (%{{.*}}: tensor<?x64xf32>, %{{.*}}: tensor<?x2xi32>, %[[A:.*]]: tensor<?x64xf32>)
+// CHECK: %[[ADD:.*]] = bufferization.to_buffer %[[A]]
+// CHECK: scf.for %[[T:.*]] =
+// CHECK: memref.load %[[ADD]][%[[T]],
+// CHECK: arith.cmpi sge
+// CHECK: scf.if
+func.func @combine(%rows: tensor<?x64xf32>, %sr: tensor<?x2xi32>, %a: tensor<?x64xf32>) -> tensor<?x64xf32> {
+  %y = moe.combine %rows, %sr add %a : tensor<?x64xf32> : tensor<?x64xf32>, tensor<?x2xi32> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}

@@ -1,0 +1,107 @@
+// RUN: moe-opt %s --convert-moe-to-loops --split-input-file | FileCheck %s
+
+// Softmax router: one dot product per (token, expert) with reassociable
+// arithmetic, then a max-subtracted exp and a division by the row sum.
+// CHECK-LABEL: func @router_softmax
+// CHECK-DAG: %[[X:.*]] = bufferization.to_buffer %{{.*}} read_only : tensor<?x64xf32> to memref<?x64xf32>
+// CHECK-DAG: %[[W:.*]] = bufferization.to_buffer %{{.*}} read_only : tensor<8x64xf32> to memref<8x64xf32>
+// CHECK: %[[LOGITS:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x8xf32>
+// CHECK: scf.for
+// CHECK: arith.mulf %{{.*}}, %{{.*}} fastmath<reassoc,contract>
+// CHECK: arith.addf %{{.*}}, %{{.*}} fastmath<reassoc,contract>
+// CHECK: arith.maximumf
+// CHECK: math.exp
+// CHECK: arith.divf
+// CHECK: bufferization.to_tensor %[[LOGITS]] restrict writable
+func.func @router_softmax(%x: tensor<?x64xf32>, %w: tensor<8x64xf32>) -> tensor<?x8xf32> {
+  %l, %s = moe.router %x, %w scoring = softmax
+      : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x8xf32>, tensor<?x8xf32>
+  return %s : tensor<?x8xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func @router_sigmoid
+// CHECK: arith.negf
+// CHECK: math.exp
+// CHECK-NOT: arith.maximumf
+func.func @router_sigmoid(%x: tensor<?x64xf32>, %w: tensor<8x64xf32>) -> tensor<?x8xf32> {
+  %l, %s = moe.router %x, %w scoring = sigmoid
+      : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x8xf32>, tensor<?x8xf32>
+  return %s : tensor<?x8xf32>
+}
+
+// -----
+
+// Plain top-k: per-token scratch on the stack, argmax by strict `>` (ties
+// keep the lower index), renormalisation by the sum of the k weights.
+// CHECK-LABEL: func @topk_renormalize
+// CHECK-DAG: memref.alloca() {alignment = 64 : i64} : memref<8xf32>
+// CHECK-DAG: memref.alloca() {alignment = 64 : i64} : memref<8xi8>
+// CHECK: scf.for
+// CHECK: arith.cmpf ogt
+// CHECK: arith.index_cast %{{.*}} : index to i32
+// CHECK: arith.divf
+// CHECK-NOT: memref.alloca
+func.func @topk_renormalize(%s: tensor<?x8xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>) {
+  %w, %i = moe.topk %s k = 2 renormalize : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return %w, %i : tensor<?x2xf32>, tensor<?x2xi32>
+}
+
+// -----
+
+// Group-limited selection with a bias: group scratch, biased selection
+// scores, and a final scaling.
+// CHECK-LABEL: func @topk_grouped
+// CHECK-DAG: memref.alloca() {alignment = 64 : i64} : memref<4xf32>
+// CHECK-DAG: memref.alloca() {alignment = 64 : i64} : memref<4xi8>
+// CHECK-DAG: %[[B:.*]] = bufferization.to_buffer %{{.*}} read_only : tensor<16xf32> to memref<16xf32>
+// CHECK: memref.load %[[B]]
+// CHECK: arith.constant 2.500000e+00 : f32
+func.func @topk_grouped(%s: tensor<?x16xf32>, %b: tensor<16xf32>) -> (tensor<?x4xf32>, tensor<?x4xi32>) {
+  %w, %i = moe.topk %s bias %b : tensor<16xf32> k = 4 groups = 4 topk_groups = 2
+      group_score = top2_sum renormalize scaling_factor = 2.5
+      : tensor<?x16xf32> -> tensor<?x4xf32>, tensor<?x4xi32>
+  return %w, %i : tensor<?x4xf32>, tensor<?x4xi32>
+}
+
+// -----
+
+// Capacity: a second pass in token order counts per expert; a slot over
+// capacity gets index -1 and weight 0.
+// CHECK-LABEL: func @topk_capacity
+// CHECK: memref.alloca() {alignment = 64 : i64} : memref<8xi32>
+// CHECK: %[[CAP:.*]] = arith.constant 3 : i32
+// CHECK: %[[FULL:.*]] = arith.cmpi sge, %{{.*}}, %[[CAP]] : i32
+// CHECK: scf.if %[[FULL]]
+// CHECK: %[[DROPPED:.*]] = arith.constant -1 : i32
+// CHECK: memref.store %[[DROPPED]]
+func.func @topk_capacity(%s: tensor<?x8xf32>) -> (tensor<?x1xf32>, tensor<?x1xi32>) {
+  %w, %i = moe.topk %s k = 1 capacity = 3 : tensor<?x8xf32> -> tensor<?x1xf32>, tensor<?x1xi32>
+  return %w, %i : tensor<?x1xf32>, tensor<?x1xi32>
+}
+
+// -----
+
+// CHECK-LABEL: func @stats
+// CHECK: %[[C:.*]] = memref.alloc() {alignment = 64 : i64} : memref<8xi64>
+// CHECK: linalg.fill
+// CHECK: arith.cmpi sge
+// CHECK: arith.addi
+// CHECK: bufferization.to_tensor %[[C]]
+func.func @stats(%i: tensor<?x2xi32>) -> tensor<8xi64> {
+  %n = moe.stats %i : tensor<?x2xi32> -> tensor<8xi64>
+  return %n : tensor<8xi64>
+}
+
+// -----
+
+// CHECK-LABEL: func @aux_losses
+// CHECK: memref.alloc() {alignment = 64 : i64} : memref<f32>
+// CHECK: memref.alloc() {alignment = 64 : i64} : memref<f32>
+// CHECK: math.log
+func.func @aux_losses(%l: tensor<?x8xf32>, %i: tensor<?x2xi32>) -> (tensor<f32>, tensor<f32>) {
+  %lb = moe.aux_loss load_balancing %l, %i : tensor<?x2xi32> : tensor<?x8xf32> -> tensor<f32>
+  %z = moe.aux_loss z_loss %l : tensor<?x8xf32> -> tensor<f32>
+  return %lb, %z : tensor<f32>, tensor<f32>
+}
