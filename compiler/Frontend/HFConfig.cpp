@@ -179,8 +179,10 @@ void readQwen2(ConfigReader &r, LayerSpec &spec) {
   }
 }
 
-void readDeepSeekShared(ConfigReader &r, LayerSpec &spec) {
-  int64_t shared = r.nonNegative("n_shared_experts", 0);
+/// `n_shared_experts` defaults as in DeepseekV2Config (2) and
+/// DeepseekV3Config (1); null or 0 means none.
+void readDeepSeekShared(ConfigReader &r, LayerSpec &spec, int64_t fallback) {
+  int64_t shared = r.nonNegative("n_shared_experts", fallback);
   if (shared == 0)
     return;
   spec.sharedWidth = shared * spec.width;
@@ -219,7 +221,7 @@ void readDeepSeekV2(ConfigReader &r, LayerSpec &spec) {
     spec.renormalize = true;
   else
     spec.scalingFactor = scale;
-  readDeepSeekShared(r, spec);
+  readDeepSeekShared(r, spec, /*fallback=*/2);
 }
 
 void readDeepSeekV3(ConfigReader &r, LayerSpec &spec) {
@@ -239,7 +241,7 @@ void readDeepSeekV3(ConfigReader &r, LayerSpec &spec) {
   spec.biasName = "gate.e_score_correction_bias";
   spec.renormalize = r.boolean("norm_topk_prob", true) && spec.k > 1;
   spec.scalingFactor = r.number("routed_scaling_factor", 2.5);
-  readDeepSeekShared(r, spec);
+  readDeepSeekShared(r, spec, /*fallback=*/1);
 }
 
 void readSwitch(ConfigReader &r, LayerSpec &spec) {
@@ -247,11 +249,15 @@ void readSwitch(ConfigReader &r, LayerSpec &spec) {
   spec.width = r.positive("d_ff");
   spec.experts = r.positive("num_experts");
   spec.k = 1;
-  spec.capacity = r.positive("expert_capacity");
-  spec.activation = r.activation("dense_act_fn", "relu");
-  if (r.boolean("is_gated_act", false))
-    r.fail("gated experts ('is_gated_act': true) are not supported for "
-           "switch_transformers");
+  spec.capacity = r.positiveOr("expert_capacity", 64);
+  // SwitchTransformersConfig derives the activation from feed_forward_proj
+  // ("relu", "gated-gelu", ...) unless dense_act_fn names it.
+  std::string proj = r.string("feed_forward_proj", "relu");
+  StringRef act = StringRef(proj).rsplit('-').second;
+  spec.activation = r.activation("dense_act_fn", act.empty() ? proj : act);
+  if (r.boolean("is_gated_act", false) || StringRef(proj).starts_with("gated-"))
+    r.fail("gated experts ('is_gated_act' or a 'gated-' feed_forward_proj) "
+           "are not supported: Switch experts are wi/wo");
   if (r.boolean("router_bias", false))
     r.fail("a router bias ('router_bias': true) is not supported");
   spec.routerName = "router.classifier.weight";

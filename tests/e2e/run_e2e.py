@@ -1,0 +1,354 @@
+#!/usr/bin/python3
+"""End-to-end tests: compile each bundled example with moec, run it with moe-run, and compare
+with the float64 reference (tests/reference/moe_reference.py).
+
+Numeric cases, FAMILY/DTYPE/T<tokens> (e.g. mixtral/bf16/T64), for every family in examples/,
+token counts 1, 7, 64, 300 and weights F32 and BF16 (the example's F32 weights rounded; the
+reference reads the same rounded file):
+  - `moec compile examples/F/config.json -o layer.so` (once per family), then
+    `moe-run layer.so --weights W --prefix P --input x.npy --output y.npy --stats s.json`;
+  - y must be float32 [T, hidden] with max |y - ref| <= 1e-3 * max |ref| over the tokens that
+    are not near-ties (a routing gap below 1e-5 lets f32 routing legitimately differ; with an
+    expert capacity, every token from the first near-tie on is excluded, since a different
+    choice there changes later tokens' dropping);
+  - s.json's "tokens_per_expert" must equal the reference's when no token is a near-tie (else,
+    without capacity, only the totals must agree).
+
+Bad-input cases, FAMILY/bad/WHAT: a checkpoint missing a tensor, with a wrong shape, with an I32
+tensor, truncated, or with a corrupt header; an input of the wrong shape or of float64; a
+config of an unknown model_type (moec). Each must exit non-zero with one line on stderr that
+contains a keyword, and write no output file.
+
+  /usr/bin/python3 tests/e2e/run_e2e.py [--bin-dir build/bin] [--family F]... [--tokens N]...
+                                        [-k SUBSTRING]... [--list] [--keep]
+
+`--tokens` keeps only numeric cases with those token counts. Prints one line per case and a
+final `N passed, N failed`; exits non-zero on any failure. `--bin-dir tests/e2e/fake_tools`
+runs the driver against stand-ins built on the reference, to test the driver itself.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zlib
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import gen_example  # noqa: E402
+import moe_reference as ref  # noqa: E402
+import safetensors_io as st  # noqa: E402
+
+FAMILIES = tuple(gen_example.EXAMPLES)
+TOKENS = (1, 7, 64, 300)
+DTYPES = ("f32", "bf16")
+RELATIVE_TOLERANCE = 1e-3
+NEAR_TIE = 1e-5
+TIMEOUT_S = 600
+
+
+class CaseFailure(Exception):
+    pass
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    family: str
+    tokens: int = 0      # 0: a bad-input case
+    dtype: str = ""
+    bad: str = ""
+
+
+def all_cases():
+    cases = []
+    for f in FAMILIES:
+        cases += [Case(f"{f}/{d}/T{t}", f, t, d) for d in DTYPES for t in TOKENS]
+        cases += [Case(f"{f}/bad/{what}", f, bad=what) for what in bad_inputs(f)]
+    cases.append(Case("mixtral/bad/unknown_family", "mixtral", bad="unknown_family"))
+    return cases
+
+
+class Env:
+    """Tools, example files and a scratch directory, with per-family results cached."""
+
+    def __init__(self, bin_dir, work):
+        self.moec = os.path.join(bin_dir, "moec")
+        self.moe_run = os.path.join(bin_dir, "moe-run")
+        self.work = work
+        self._layers, self._weights, self._ref_weights = {}, {}, {}
+
+    def example(self, family, name):
+        return os.path.join(ROOT, "examples", family, name)
+
+    def config(self, family):
+        return ref.read_config(self.example(family, "config.json"))
+
+    def prefix(self, family):
+        with open(self.example(family, "prefix.txt")) as f:
+            return f.read().strip()
+
+    def scratch(self, *parts):
+        path = os.path.join(self.work, *parts)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return path
+
+    def layer(self, family):
+        """The example compiled once; a compile failure fails every case of the family."""
+        if family not in self._layers:
+            out = self.scratch(family, "layer.so")
+            p = run([self.moec, "compile", self.example(family, "config.json"), "-o", out])
+            self._layers[family] = (out if p.returncode == 0 and os.path.exists(out)
+                                    else CaseFailure(f"moec compile failed ({describe(p)})"))
+        if isinstance(self._layers[family], CaseFailure):
+            raise self._layers[family]
+        return self._layers[family]
+
+    def weights(self, family, dtype):
+        if (family, dtype) not in self._weights:
+            src = self.example(family, "model.safetensors")
+            if dtype == "f32":
+                self._weights[family, dtype] = src
+            else:
+                dst = self.scratch(family, f"model.{dtype}.safetensors")
+                to_bf16(src, dst)
+                self._weights[family, dtype] = dst
+        return self._weights[family, dtype]
+
+    def reference(self, family, dtype, x):
+        if (family, dtype) not in self._ref_weights:
+            spec = ref.parse_config(self.config(family))
+            w = ref.load_weights(spec, st.SafetensorsFile(self.weights(family, dtype)),
+                                 self.prefix(family))
+            self._ref_weights[family, dtype] = (spec, w)
+        spec, w = self._ref_weights[family, dtype]
+        return spec, ref.forward(spec, w, x.astype(np.float64))
+
+
+def run(argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S)
+    except FileNotFoundError:
+        raise CaseFailure(f"{argv[0]} not found") from None
+    except subprocess.TimeoutExpired:
+        raise CaseFailure(f"{os.path.basename(argv[0])} ran past {TIMEOUT_S} s") from None
+
+
+def describe(p):
+    err = p.stderr.strip().splitlines()
+    return f"exit {p.returncode}" + (f": {err[-1]}" if err else "")
+
+
+def to_bf16(src, dst):
+    """The example's checkpoint with F32 weights rounded to BF16 (the tensors DeepSeek keeps in
+    F32 stay F32)."""
+    f = st.SafetensorsFile(src)
+    tensors = {}
+    for name in f.names():
+        dtype, shape, data = f.raw(name)
+        if dtype == "F32" and not name.endswith(gen_example.F32_ALWAYS):
+            dtype, data = "BF16", st.encode(f.read(name), "BF16")
+        tensors[name] = (dtype, shape, data)
+    st.save(dst, tensors, f.metadata)
+
+
+def make_input(family, tokens, hidden):
+    rng = np.random.default_rng(zlib.crc32(f"{family}/{tokens}".encode()))
+    return rng.standard_normal((tokens, hidden)).astype(np.float32)
+
+
+# --- numeric cases ---
+
+def check_numeric(env, case):
+    layer = env.layer(case.family)
+    weights = env.weights(case.family, case.dtype)
+    spec = ref.parse_config(env.config(case.family))
+    x = make_input(case.family, case.tokens, spec.hidden)
+    x_path = env.scratch(case.name, "x.npy")
+    y_path, s_path = env.scratch(case.name, "y.npy"), env.scratch(case.name, "stats.json")
+    np.save(x_path, x)
+    p = run([env.moe_run, layer, "--weights", weights, "--prefix", env.prefix(case.family),
+             "--input", x_path, "--output", y_path, "--stats", s_path])
+    if p.returncode != 0:
+        raise CaseFailure(f"moe-run failed ({describe(p)})")
+    try:
+        y = np.load(y_path, allow_pickle=False)
+        with open(s_path) as f:
+            counts = json.load(f).get("tokens_per_expert")
+    except (OSError, ValueError, AttributeError) as e:
+        raise CaseFailure(f"moe-run exited 0 but its outputs are unreadable: {e}") from None
+    if y.dtype != np.float32 or y.shape != x.shape:
+        raise CaseFailure(f"output is {y.dtype} {list(y.shape)}, expected float32 "
+                          f"{list(x.shape)}")
+    _, r = env.reference(case.family, case.dtype, x)
+
+    near = r.gaps.min(axis=1) < NEAR_TIE
+    compared = ~near
+    if spec.capacity and near.any():
+        compared[np.argmax(near):] = False
+    tol = RELATIVE_TOLERANCE * np.abs(r.output).max()
+    err = np.abs(y.astype(np.float64) - r.output)[compared]
+    max_err = err.max() if err.size else 0.0
+    if not np.isfinite(y).all() or not max_err <= tol:
+        worst = np.flatnonzero(compared)[np.argmax(err.max(axis=1))] if err.size else -1
+        raise CaseFailure(f"max |y - ref| = {max_err:.3g} > {tol:.3g} (worst token {worst}; "
+                          f"{int(near.sum())} near-ties excluded)")
+
+    want = r.tokens_per_expert.tolist()
+    if not near.any():
+        if counts != want:
+            raise CaseFailure(f"tokens_per_expert {counts}, reference {want}")
+    elif not spec.capacity and (counts is None or sum(counts) != sum(want)):
+        raise CaseFailure(f"tokens_per_expert {counts} sums to other than {sum(want)}")
+    detail = f"max_err={max_err:.2e} tol={tol:.2e} compared={int(compared.sum())}/{case.tokens}"
+    if spec.capacity:
+        detail += f" dropped={int((r.indices < 0).sum())}"
+    return detail
+
+
+# --- bad-input cases ---
+
+def bad_inputs(family):
+    """what -> keyword; a missing expert weight and each kind of non-expert extra tensor."""
+    spec = ref.parse_config(gen_example.EXAMPLES[family][2])
+    first = "gate" if "gate" in spec.names else "up"
+    cases = {"missing_expert_weight": spec.names[first].format(e=1)}
+    for role in ("bias", "shared_down", "shared_expert_gate"):
+        if role in spec.names:
+            cases[f"missing_{role}"] = spec.names[role]
+    cases.update(wrong_shape="shape", wrong_dtype="I32", truncated="truncated",
+                 corrupt_header="header", input_wrong_shape="shape", input_wrong_dtype="dtype")
+    return cases
+
+
+def edited_checkpoint(env, case, edit):
+    """A copy of the example's checkpoint with `edit(name, (dtype, shape, data))` applied to
+    each tensor (None drops it)."""
+    f = st.SafetensorsFile(env.example(case.family, "model.safetensors"))
+    tensors = {}
+    for name in f.names():
+        t = edit(name, f.raw(name))
+        if t is not None:
+            tensors[name] = t
+    path = env.scratch(case.name, "model.safetensors")
+    st.save(path, tensors, f.metadata)
+    return path
+
+
+def check_bad(env, case):
+    family, what = case.family, case.bad
+    if what == "unknown_family":
+        cfg = dict(env.config(family), model_type="llama")
+        cfg_path = env.scratch(case.name, "config.json")
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f)
+        out = env.scratch(case.name, "layer.so")
+        return expect_rejected(run([env.moec, "compile", cfg_path, "-o", out]), "llama", out)
+
+    keyword = bad_inputs(family)[what]
+    spec = ref.parse_config(env.config(family))
+    prefix = env.prefix(family)
+    router = prefix + spec.names["router"]
+    weights = env.example(family, "model.safetensors")
+    x_path = env.example(family, "input.npy")
+    if what.startswith("missing_"):
+        weights = edited_checkpoint(env, case, lambda n, t: None if n == prefix + keyword else t)
+    elif what == "wrong_shape":
+        # A router stored transposed, [hidden, experts].
+        weights = edited_checkpoint(env, case, lambda n, t: (t[0], t[1][::-1], t[2])
+                                    if n == router else t)
+    elif what == "wrong_dtype":
+        weights = edited_checkpoint(env, case, lambda n, t: ("I32", t[1], t[2])
+                                    if n == router else t)
+    elif what in ("truncated", "corrupt_header"):
+        with open(weights, "rb") as f:
+            data = f.read()
+        n = int.from_bytes(data[:8], "little")
+        # Cut halfway through the tensor data, or break the JSON's opening brace.
+        data = data[:8 + n + (len(data) - 8 - n) // 2] if what == "truncated" else \
+            data[:8] + b"[" + data[9:]
+        weights = env.scratch(case.name, "model.safetensors")
+        with open(weights, "wb") as f:
+            f.write(data)
+    else:
+        x_path = env.scratch(case.name, "x.npy")
+        shape = (7, 2 * spec.hidden) if what == "input_wrong_shape" else (7, spec.hidden)
+        dtype = np.float64 if what == "input_wrong_dtype" else np.float32
+        np.save(x_path, make_input(family, *shape).astype(dtype))
+    layer = env.layer(family)
+    out = env.scratch(case.name, "y.npy")
+    p = run([env.moe_run, layer, "--weights", weights, "--prefix", prefix,
+             "--input", x_path, "--output", out, "--stats", env.scratch(case.name, "s.json")])
+    return expect_rejected(p, keyword, out)
+
+
+def expect_rejected(p, keyword, out):
+    lines = p.stderr.strip().splitlines()
+    if p.returncode == 0:
+        raise CaseFailure("exit 0, expected a failure")
+    if len(lines) != 1:
+        raise CaseFailure(f"stderr has {len(lines)} lines, expected one: {p.stderr.strip()!r}")
+    if keyword.lower() not in lines[0].lower():
+        raise CaseFailure(f"stderr {lines[0]!r} does not mention {keyword!r}")
+    if os.path.exists(out):
+        raise CaseFailure(f"{os.path.basename(out)} was written despite the error")
+    return f"exit {p.returncode}: {lines[0]}"
+
+
+def main():
+    p = argparse.ArgumentParser(description="moec end-to-end tests against the reference.")
+    p.add_argument("--bin-dir", default=os.path.join(ROOT, "build", "bin"),
+                   help="directory holding moec and moe-run (default: build/bin)")
+    p.add_argument("--family", action="append", choices=FAMILIES)
+    p.add_argument("--tokens", action="append", type=int, choices=TOKENS)
+    p.add_argument("-k", action="append", default=[], metavar="SUBSTRING",
+                   help="only cases whose name contains SUBSTRING (repeatable: any of them)")
+    p.add_argument("--list", action="store_true", help="list the selected cases and exit")
+    p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    a = p.parse_args()
+
+    cases = [c for c in all_cases()
+             if (not a.family or c.family in a.family)
+             and (not a.tokens or c.tokens in a.tokens)
+             and (not a.k or any(k in c.name for k in a.k))]
+    if a.list:
+        print("\n".join(c.name for c in cases))
+        return 0
+    if not cases:
+        print("no case selected", file=sys.stderr)
+        return 2
+
+    work = tempfile.mkdtemp(prefix="moec-e2e-")
+    env = Env(os.path.abspath(a.bin_dir), work)
+    passed = failed = 0
+    try:
+        for c in cases:
+            try:
+                detail = check_bad(env, c) if c.bad else check_numeric(env, c)
+            except CaseFailure as e:
+                failed += 1
+                print(f"FAIL {c.name}: {e}", flush=True)
+            except Exception as e:  # noqa: BLE001 - a surprise fails its case, not the run
+                failed += 1
+                print(f"FAIL {c.name}: {type(e).__name__}: {e}", flush=True)
+            else:
+                passed += 1
+                print(f"PASS {c.name} {detail}", flush=True)
+    finally:
+        if a.keep:
+            print(f"scratch directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
