@@ -9,6 +9,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Pass/Pass.h"
 
 namespace mlir {
@@ -18,8 +19,12 @@ namespace moe {
 #define GEN_PASS_DECL
 #include "compiler/Conversion/Passes.h.inc"
 
-/// Patterns lowering the moe primitives to loops (see convert-moe-to-loops).
-void populateMoEToLoopsConversionPatterns(RewritePatternSet &patterns);
+struct DotSchedule;
+
+/// Patterns lowering the moe primitives to loops (see convert-moe-to-loops);
+/// `schedule` is the register blocking of their matmuls.
+void populateMoEToLoopsConversionPatterns(RewritePatternSet &patterns,
+                                          const DotSchedule &schedule);
 
 #define GEN_PASS_REGISTRATION
 #include "compiler/Conversion/Passes.h.inc"

@@ -15,8 +15,9 @@ def ConvertMoEToLoopsPass : Pass<"convert-moe-to-loops"> {
     `bufferization.to_tensor restrict`, so that One-Shot Bufferize finishes
     the function afterwards. `moe.layer` must be decomposed first.
 
-    Dot products carry `reassoc,contract` fast-math flags so that LLVM may
-    vectorise them; every reduction still runs in one fixed order per
+    Matmuls are register-blocked vector kernels (`vector.load`/`vector.fma`
+    along the contiguous input dimension, one `vector.reduction` per
+    output): see `DotKernel.h`. Every reduction runs in one fixed order per
     compiled layer, independent of threads and batch composition.
   }];
   let dependentDialects = [
@@ -26,6 +27,19 @@ def ConvertMoEToLoopsPass : Pass<"convert-moe-to-loops"> {
     "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect",
+  ];
+  let options = [
+    Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"8",
+           "f32 lanes per vector register (8: AVX2, 16: AVX-512)">,
+    Option<"rowBlock", "row-block", "int64_t", /*default=*/"6",
+           "activation rows per register block of a matmul">,
+    Option<"colBlock", "col-block", "int64_t", /*default=*/"2",
+           "weight rows (dot kernels) or vectors (panel kernels) per "
+           "register block of a matmul">,
+    Option<"streamingRows", "streaming-rows", "int64_t", /*default=*/"2",
+           "tiles with at most this many rows run the weight-streaming "
+           "kernel">,
   ];
 }
 

@@ -70,7 +70,7 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext *context,
       arg(sharedExpertGate), spec.scoring, spec.k, spec.groups,
       spec.topkGroups, spec.groupScore, spec.renormalize,
       llvm::APFloat(spec.scalingFactor), spec.capacity, spec.activation,
-      /*tile_rows=*/16);
+      spec.tileRows);
   func::ReturnOp::create(b, loc, layer.getResults());
   return module;
 }

@@ -25,6 +25,9 @@ struct LayerSpec {
   double scalingFactor = 1.0;
   int64_t capacity = 0;
   Activation activation = Activation::silu;
+  /// Rows per tile of the dispatch plan: each tile re-reads its expert's
+  /// weights once, so larger tiles trade padding for weight traffic.
+  int64_t tileRows = 128;
 
   std::string routerName;
   std::string biasName;       // empty: no selection bias

@@ -18,11 +18,24 @@
 using namespace mlir;
 using namespace mlir::moe;
 
-void mlir::moe::buildMoECPUToLoopsPipeline(
+void mlir::moe::buildMoECPUPreparePipeline(
     OpPassManager &pm, const MoECPUPipelineOptions &options) {
   OpPassManager &funcPm = pm.nest<func::FuncOp>();
   funcPm.addPass(createMoEDecomposeLayerPass());
-  funcPm.addPass(createConvertMoEToLoopsPass());
+  MoEPackWeightsPassOptions pack;
+  pack.panel = options.vectorWidth;
+  funcPm.addPass(createMoEPackWeightsPass(pack));
+}
+
+void mlir::moe::buildMoECPUToLoopsPipeline(
+    OpPassManager &pm, const MoECPUPipelineOptions &options) {
+  OpPassManager &funcPm = pm.nest<func::FuncOp>();
+  ConvertMoEToLoopsPassOptions loops;
+  loops.vectorWidth = options.vectorWidth;
+  loops.rowBlock = options.rowBlock;
+  loops.colBlock = options.colBlock;
+  loops.streamingRows = options.streamingRows;
+  funcPm.addPass(createConvertMoEToLoopsPass(loops));
   funcPm.addPass(createCanonicalizerPass());
   funcPm.addPass(createCSEPass());
 
@@ -56,6 +69,7 @@ void mlir::moe::buildMoELoopsToLLVMPipeline(OpPassManager &pm) {
 
 void mlir::moe::buildMoECPUPipeline(OpPassManager &pm,
                                     const MoECPUPipelineOptions &options) {
+  buildMoECPUPreparePipeline(pm, options);
   buildMoECPUToLoopsPipeline(pm, options);
   buildMoELoopsToLLVMPipeline(pm);
 }
@@ -68,5 +82,8 @@ void mlir::moe::registerMoEPipelines() {
   PassPipelineRegistration<MoECPUPipelineOptions>(
       "moe-cpu-to-loops-pipeline",
       "Lower moe.layer to bufferized scf loops (moec --emit=linalg)",
-      buildMoECPUToLoopsPipeline);
+      [](OpPassManager &pm, const MoECPUPipelineOptions &options) {
+        buildMoECPUPreparePipeline(pm, options);
+        buildMoECPUToLoopsPipeline(pm, options);
+      });
 }

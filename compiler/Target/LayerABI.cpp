@@ -64,6 +64,33 @@ llvm::Expected<func::FuncOp> mlir::moe::prepareEntryFunction(ModuleOp module) {
   return entry;
 }
 
+namespace {
+/// What the metadata needs of the layer, before or after decomposition.
+struct LayerSummary {
+  int64_t hidden = 0, experts = 0, k = 0, tileRows = 0, capacity = 0;
+};
+
+LayerSummary summarize(func::FuncOp entry) {
+  LayerSummary s;
+  entry.walk([&](Operation *op) {
+    if (auto layer = dyn_cast<LayerOp>(op)) {
+      s = {layer.getHiddenSize(), layer.getNumExperts(),
+           static_cast<int64_t>(layer.getK()),
+           static_cast<int64_t>(layer.getTileRows()),
+           static_cast<int64_t>(layer.getCapacity())};
+    } else if (auto topk = dyn_cast<TopKOp>(op)) {
+      s.experts = topk.getScores().getType().getDimSize(1);
+      s.k = topk.getK();
+      s.capacity = topk.getCapacity();
+    } else if (auto ffn = dyn_cast<ExpertFFNOp>(op)) {
+      s.hidden = ffn.getInput().getType().getDimSize(1);
+      s.tileRows = ffn.getTileRows();
+    }
+  });
+  return s;
+}
+} // namespace
+
 static json::Array shapeOf(ShapedType type) {
   json::Array shape;
   for (int64_t d : type.getShape())
@@ -73,9 +100,9 @@ static json::Array shapeOf(ShapedType type) {
 
 std::string mlir::moe::buildLayerMetadata(ModuleOp module,
                                           func::FuncOp entry) {
-  LayerOp layer = *entry.getOps<LayerOp>().begin();
-  int64_t hidden = layer.getHiddenSize(), experts = layer.getNumExperts();
-  int64_t k = layer.getK(), tile = layer.getTileRows();
+  LayerSummary layer = summarize(entry);
+  int64_t hidden = layer.hidden, experts = layer.experts;
+  int64_t k = layer.k, tile = layer.tileRows;
 
   json::Array arguments;
   FunctionType type = entry.getFunctionType();
@@ -86,12 +113,21 @@ std::string mlir::moe::buildLayerMetadata(ModuleOp module,
   for (unsigned i = 1; i < type.getNumInputs(); ++i) {
     StringRef name =
         entry.getArgAttrOfType<StringAttr>(i, "moe.weight").getValue();
+    auto tensor = cast<ShapedType>(type.getInput(i));
     json::Object arg{{"name", name},
                      {"role", "weight"},
                      {"dtype", "f32"},
-                     {"shape", shapeOf(cast<ShapedType>(type.getInput(i)))}};
+                     {"shape", shapeOf(tensor)}};
     if (name.contains("{e}"))
       arg["stacked"] = true;
+    if (auto panel = entry.getArgAttrOfType<IntegerAttr>(i, "moe.panel")) {
+      auto logical =
+          entry.getArgAttrOfType<DenseI64ArrayAttr>(i, "moe.logical_shape");
+      arg["shape"] = json::Array(logical.asArrayRef());
+      arg["layout"] = "panels";
+      arg["panel"] = panel.getInt();
+      arg["packed_shape"] = shapeOf(tensor);
+    }
     arguments.push_back(std::move(arg));
   }
   arguments.push_back(json::Object{{"name", "output"},
@@ -120,8 +156,8 @@ std::string mlir::moe::buildLayerMetadata(ModuleOp module,
       {"hidden_size", hidden},
       {"num_experts", experts},
       {"top_k", k},
-      {"capacity", layer.getCapacity()},
-      {"token_independent", layer.getCapacity() == 0},
+      {"capacity", layer.capacity},
+      {"token_independent", layer.capacity == 0},
       {"workspace_bytes_per_token", perToken},
       {"workspace_bytes_fixed", fixed},
       {"arguments", std::move(arguments)},
@@ -131,7 +167,8 @@ std::string mlir::moe::buildLayerMetadata(ModuleOp module,
 
 void mlir::moe::eraseWeightNames(func::FuncOp entry) {
   for (unsigned i = 0; i < entry.getNumArguments(); ++i)
-    entry.removeArgAttr(i, "moe.weight");
+    for (StringRef name : {"moe.weight", "moe.panel", "moe.logical_shape"})
+      entry.removeArgAttr(i, name);
 }
 
 llvm::Error mlir::moe::addLayerABI(llvm::Module &module,

@@ -30,8 +30,8 @@ llvm::Expected<func::FuncOp> prepareEntryFunction(ModuleOp module);
 /// The metadata JSON of docs/abi.md for the (tensor-level) entry function.
 std::string buildLayerMetadata(ModuleOp module, func::FuncOp entry);
 
-/// Drops the `moe.weight` argument attributes once the metadata holds them
-/// (LLVM has no use for them).
+/// Drops the `moe.*` argument attributes once the metadata holds them (LLVM
+/// has no use for them).
 void eraseWeightNames(func::FuncOp entry);
 
 /// Adds `moec_abi_version`, `moec_layer_metadata` and `moec_forward` (which

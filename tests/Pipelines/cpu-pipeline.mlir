@@ -1,8 +1,9 @@
 // RUN: moe-opt %moe_src_root/examples/mlir/mixtral_layer.mlir --moe-cpu-to-loops-pipeline | FileCheck %s --check-prefix=LOOPS
 // RUN: moe-opt %moe_src_root/examples/mlir/mixtral_layer.mlir --moe-cpu-pipeline | FileCheck %s --check-prefix=LLVM
 
-// The outputs become trailing out-parameters; nothing of moe or tensors is left.
-// LOOPS: func.func @moe_forward(%{{.*}}: memref<?x64xf32>, %{{.*}}: memref<8x64xf32>, %{{.*}}: memref<8x32x64xf32>, %{{.*}}: memref<8x32x64xf32>, %{{.*}}: memref<8x64x32xf32>, %{{.*}}: memref<?x64xf32>, %{{.*}}: memref<8xi64>)
+// The expert weights arrive packed into panels of 8 outputs, the outputs
+// become trailing out-parameters; nothing of moe or tensors is left.
+// LOOPS: func.func @moe_forward(%{{.*}}: memref<?x64xf32>, %{{.*}}: memref<8x64xf32>, %{{.*}}: memref<8x4x64x8xf32> {moe.logical_shape = array<i64: 8, 32, 64>, moe.panel = 8 : i64}, %{{.*}}: memref<8x4x64x8xf32> {{{.*}}}, %{{.*}}: memref<8x8x32x8xf32> {{{.*}}}, %{{.*}}: memref<?x64xf32>, %{{.*}}: memref<8xi64>)
 // LOOPS-NOT: moe.
 // LOOPS-NOT: tensor<
 // LOOPS: memref.dealloc

@@ -1,9 +1,12 @@
 //===- ExpertFFN.cpp - moe.expert_ffn and moe.shared_expert to loops ------===//
 
+#include "compiler/Conversion/MoEToLoops/DotKernel.h"
 #include "compiler/Conversion/MoEToLoops/LoopEmitter.h"
 #include "compiler/Conversion/MoEToLoops/PopulatePatterns.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 #include <cmath>
 
@@ -13,75 +16,185 @@ using namespace mlir::moe;
 namespace {
 Value emitActivation(LoopEmitter &em, Activation activation, Value x) {
   auto &b = em.builder();
-  Value half = em.f32(0.5), one = em.f32(1.0);
+  Value half = em.f32Like(x, 0.5), one = em.f32Like(x, 1.0);
   switch (activation) {
   case Activation::silu:
     return em.mul(x, em.sigmoid(x));
   case Activation::relu:
-    return arith::MaximumFOp::create(b, x, em.f32(0.0));
+    return arith::MaximumFOp::create(b, x, em.f32Like(x, 0.0));
   case Activation::gelu: {
     // 0.5 x (1 + erf(x / sqrt 2)), as torch's exact GELU.
-    Value scaled = em.mul(x, em.f32(M_SQRT1_2));
+    Value scaled = em.mul(x, em.f32Like(x, M_SQRT1_2));
     return em.mul(em.mul(half, x), em.add(one, math::ErfOp::create(b, scaled)));
   }
   case Activation::gelu_tanh: {
     // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
     Value cube = em.mul(em.mul(x, x), x);
-    Value inner = em.mul(em.f32(std::sqrt(2.0 / M_PI)),
-                         em.add(x, em.mul(em.f32(0.044715), cube)));
+    Value inner = em.mul(em.f32Like(x, std::sqrt(2.0 / M_PI)),
+                         em.add(x, em.mul(em.f32Like(x, 0.044715), cube)));
     return em.mul(em.mul(half, x), em.add(one, math::TanhOp::create(b, inner)));
   }
   }
   llvm_unreachable("unknown activation");
 }
 
-/// hidden[i] = act(gate_i · x_t) * (up_i · x_t), or act(up_i · x_t) without
-/// a gate, for i in [0, width); `expert` selects the slice of stacked
-/// weights (null for a shared expert's 2-D weights).
-void emitHiddenActivations(LoopEmitter &em, Activation activation, Value x,
-                           Value t, Value gate, Value up, Value expert,
-                           Value hiddenSize, Value width, Value hidden) {
-  auto weightIndex = [&](Value i, Value h) -> SmallVector<Value> {
-    if (expert)
-      return {expert, i, h};
-    return {i, h};
+/// The rows of one tile of an FFN: which token each row reads, and the
+/// factor its output is scaled by (the routing weight, or the shared
+/// expert's sigmoid gate).
+struct TileRows {
+  Value token; // memref<tile_rows x index>
+  Value scale; // memref<tile_rows x f32>, or null for 1
+};
+
+/// out[outBase + r] = scale[r] * down(act(gate x) * up x) for the first
+/// `valid` rows of a tile; `expert` picks the slice of stacked weights
+/// (null for a shared expert's 2-D weights).
+/// Scratch for one tile: row tokens, row scales, and the hidden activations
+/// (heap: tile_rows x width floats can exceed a thread's stack).
+struct TileScratch {
+  TileRows rows;
+  Value hidden; // [tile_rows, width]
+};
+
+/// emitFFNTile for weights packed into panels of one vector each.
+void emitPackedFFNTile(LoopEmitter &em, Activation activation,
+                       const DotSchedule &schedule, Value x,
+                       const TileRows &tile, Value valid, Value gate, Value up,
+                       Value down, Value expert, Value hidden, Value out,
+                       Value outBase) {
+  auto &b = em.builder();
+  int64_t lanes = schedule.vectorWidth;
+  auto downType = cast<MemRefType>(down.getType());
+  int64_t width = downType.getDimSize(downType.getRank() - 2);
+  int64_t hiddenSize = cast<MemRefType>(x.getType()).getDimSize(1);
+  auto panelRef = [&](Value w, Value p) {
+    return expert ? RowRef{w, {expert, p}} : RowRef{w, {p}};
   };
-  auto dot = [&](Value weight, Value i) {
-    return em.sum(
-        em.index(0), hiddenSize,
-        [&](Value h) {
-          return em.mul(em.load(x, {t, h}), em.load(weight, weightIndex(i, h)),
-                        true);
-        },
-        /*fast=*/true);
+  auto lane0 = [&](Value p) {
+    return arith::MulIOp::create(b, p, em.index(lanes));
   };
-  em.forEach(0, width, [&](Value i) {
-    Value a = gate ? em.mul(emitActivation(em, activation, dot(gate, i)),
-                            dot(up, i))
-                   : emitActivation(em, activation, dot(up, i));
-    em.store(a, hidden, {i});
-  });
+
+  emitPanelDots(
+      em, valid, llvm::divideCeilSigned(width, lanes), gate ? 2 : 1, hiddenSize,
+      schedule,
+      [&](Value r) {
+        return RowRef{x,
+                      {memref::LoadOp::create(b, tile.token, ValueRange{r})}};
+      },
+      [&](Value p) -> SmallVector<RowRef> {
+        if (gate)
+          return {panelRef(gate, p), panelRef(up, p)};
+        return {panelRef(up, p)};
+      },
+      [&](Value r, Value p, ArrayRef<Value> acc) {
+        Value a = emitActivation(em, activation, acc[0]);
+        if (gate)
+          a = em.mul(a, acc[1]);
+        vector::StoreOp::create(b, a, hidden, ValueRange{r, lane0(p)});
+      });
+
+  // The down projection, scaled in its epilogue; a partial last panel is
+  // stored through a mask.
+  auto maskType = VectorType::get({lanes}, b.getI1Type());
+  emitPanelDots(
+      em, valid, llvm::divideCeilSigned(hiddenSize, lanes), 1, width, schedule,
+      [&](Value r) { return RowRef{hidden, {r}}; },
+      [&](Value q) -> SmallVector<RowRef> { return {panelRef(down, q)}; },
+      [&](Value r, Value q, ArrayRef<Value> acc) {
+        Value y = acc[0];
+        if (tile.scale)
+          y = em.mul(vector::BroadcastOp::create(b, y.getType(),
+                                                 em.load(tile.scale, {r})),
+                     y);
+        ValueRange at{arith::AddIOp::create(b, outBase, r), lane0(q)};
+        if (hiddenSize % lanes == 0) {
+          vector::StoreOp::create(b, y, out, at);
+          return;
+        }
+        Value left = arith::SubIOp::create(b, em.index(hiddenSize), lane0(q));
+        Value mask = vector::CreateMaskOp::create(b, maskType, ValueRange{left});
+        vector::MaskedStoreOp::create(b, out, at, mask, y);
+      });
 }
 
-/// out[row, h] = scale * (down_h · hidden) for h in [0, hiddenSize).
-void emitDownProjection(LoopEmitter &em, Value down, Value expert,
-                        Value hidden, Value width, Value hiddenSize,
-                        Value scale, Value out, Value row) {
-  em.forEach(0, hiddenSize, [&](Value h) {
-    Value y = em.sum(
-        em.index(0), width,
-        [&](Value i) {
-          SmallVector<Value> idx = expert ? SmallVector<Value>{expert, h, i}
-                                          : SmallVector<Value>{h, i};
-          return em.mul(em.load(hidden, {i}), em.load(down, idx), true);
-        },
-        /*fast=*/true);
-    em.store(scale ? em.mul(scale, y) : y, out, {row, h});
-  });
+void emitFFNTile(LoopEmitter &em, Activation activation,
+                 const DotSchedule &schedule, Value x, const TileRows &tile,
+                 Value valid, Value gate, Value up, Value down, Value expert,
+                 const TileScratch &scratch, Value out, Value outBase,
+                 int64_t panel) {
+  if (panel > 0)
+    return emitPackedFFNTile(em, activation, schedule, x, tile, valid, gate,
+                             up, down, expert, scratch.hidden, out, outBase);
+  Value hidden = scratch.hidden;
+  auto &b = em.builder();
+  auto upType = cast<MemRefType>(up.getType());
+  int64_t width = upType.getDimSize(upType.getRank() - 2);
+  int64_t hiddenSize = upType.getDimSize(upType.getRank() - 1);
+  auto weightRow = [&](Value w, Value row) {
+    return expert ? RowRef{w, {expert, row}} : RowRef{w, {row}};
+  };
+  auto tokenRow = [&](Value r) {
+    return RowRef{x, {memref::LoadOp::create(b, tile.token, ValueRange{r})}};
+  };
+
+  // Gate and up projections with the activation applied to the results.
+  emitBlockedDots(
+      em, valid, width, gate ? 2 : 1, hiddenSize, schedule, tokenRow,
+      [&](Value i) -> SmallVector<RowRef> {
+        if (gate)
+          return {weightRow(gate, i), weightRow(up, i)};
+        return {weightRow(up, i)};
+      },
+      [&](Value r, Value i, ArrayRef<Value> dots) {
+        Value a = emitActivation(em, activation, dots[0]);
+        if (gate)
+          a = em.mul(a, dots[1]);
+        em.store(a, hidden, {r, i});
+      });
+
+  // The down projection, scaled in its epilogue.
+  emitBlockedDots(
+      em, valid, hiddenSize, 1, width, schedule,
+      [&](Value r) { return RowRef{hidden, {r}}; },
+      [&](Value h) -> SmallVector<RowRef> { return {weightRow(down, h)}; },
+      [&](Value r, Value h, ArrayRef<Value> dots) {
+        Value y = dots[0];
+        if (tile.scale)
+          y = em.mul(em.load(tile.scale, {r}), y);
+        em.store(y, out, {arith::AddIOp::create(b, outBase, r), h});
+      });
+}
+
+/// The hidden activations' row length: whole panels when packed.
+int64_t paddedWidth(int64_t width, int64_t panel) {
+  return panel ? llvm::divideCeilSigned(width, panel) * panel : width;
+}
+
+TileScratch allocTileScratch(LoopEmitter &em, int64_t tileRows,
+                             int64_t width) {
+  auto &b = em.builder();
+  TileScratch s;
+  s.rows.token = em.scratch(MemRefType::get({tileRows}, b.getIndexType()));
+  s.rows.scale = em.scratch(MemRefType::get({tileRows}, em.f32()));
+  s.hidden = em.alloc(MemRefType::get({tileRows, width}, em.f32()));
+  return s;
+}
+
+/// The panel kernels load one vector per panel.
+template <typename OpTy>
+LogicalResult checkPanelWidth(OpTy op, PatternRewriter &rewriter,
+                              const DotSchedule &schedule) {
+  int64_t panel = op.getWeightPanel();
+  if (panel == 0 || panel == schedule.vectorWidth)
+    return success();
+  return rewriter.notifyMatchFailure(
+      op, "weight_panel differs from the vector width");
 }
 
 struct ExpertFFNToLoops : OpRewritePattern<ExpertFFNOp> {
-  using OpRewritePattern::OpRewritePattern;
+  ExpertFFNToLoops(MLIRContext *context, const DotSchedule &schedule)
+      : OpRewritePattern(context), schedule(schedule) {}
+
   LogicalResult matchAndRewrite(ExpertFFNOp op,
                                 PatternRewriter &rewriter) const override {
     LoopEmitter em(rewriter, op.getLoc());
@@ -93,93 +206,120 @@ struct ExpertFFNToLoops : OpRewritePattern<ExpertFFNOp> {
     Value gate = op.getGate() ? em.toBuffer(op.getGate()) : Value();
     Value up = em.toBuffer(op.getUp());
     Value down = em.toBuffer(op.getDown());
-    int64_t widthSize = op.getUp().getType().getDimSize(1);
+    int64_t tileRows = op.getTileRows();
     Value hiddenSize = em.dim(x, 1);
-    Value width = em.dim(up, 1);
     Value k = em.dim(weights, 1);
-    Value rows = em.dim(sorted, 0);
-    Value tileRows = em.index(op.getTileRows());
     auto type = op.getOutput().getType();
-    Value out = em.alloc(type, leadingDynamicSize(type, rows));
-    Value hidden = em.scratch(MemRefType::get({widthSize}, em.f32()),
-        ShapedType::isDynamic(widthSize) ? ValueRange{width} : ValueRange{});
+    Value out = em.alloc(type, leadingDynamicSize(type, em.dim(sorted, 0)));
+    if (failed(checkPanelWidth(op, rewriter, schedule)))
+      return failure();
+    TileScratch scratch = allocTileScratch(
+        em, tileRows, paddedWidth(op.getWidth(), op.getWeightPanel()));
 
-    // One flat loop over tiles: every row of a tile has the same expert.
+    // One flat loop over tiles: every row of a tile has the same expert,
+    // and its used rows come first (padding ends each expert's segment).
     em.forEach(0, em.dim(tileExperts, 0), [&](Value tile) {
       Value expert = em.toIndex(em.load(tileExperts, {tile}));
-      Value base = arith::MulIOp::create(b, tile, tileRows);
-      em.forEach(0, tileRows, [&](Value i) {
-        Value row = arith::AddIOp::create(b, base, i);
-        Value slot = em.load(sorted, {row});
-        Value used =
-            arith::CmpIOp::create(b, arith::CmpIPredicate::sge, slot, em.i32(0));
-        em.ifThenElse(
-            used,
-            [&] {
-              Value s = em.toIndex(slot);
-              Value t = arith::DivUIOp::create(b, s, k);
-              Value j = arith::RemUIOp::create(b, s, k);
-              emitHiddenActivations(em, op.getActivation(), x, t, gate, up,
-                                    expert, hiddenSize, width, hidden);
-              // The routing weight is applied in the down projection.
-              emitDownProjection(em, down, expert, hidden, width, hiddenSize,
-                                 em.load(weights, {t, j}), out, row);
-            },
-            [&] {
-              em.forEach(0, hiddenSize, [&](Value h) {
-                em.store(em.f32(0.0), out, {row, h});
-              });
-            });
+      Value base = arith::MulIOp::create(b, tile, em.index(tileRows));
+      Value valid = em.reduce(
+          em.index(0), em.index(tileRows), {em.index(0)},
+          [&](Value i, ValueRange acc) -> SmallVector<Value> {
+            Value slot = em.load(sorted, {arith::AddIOp::create(b, base, i)});
+            Value used = arith::CmpIOp::create(b, arith::CmpIPredicate::sge,
+                                               slot, em.i32(0));
+            return {arith::SelectOp::create(
+                b, used, arith::AddIOp::create(b, acc[0], em.index(1)),
+                acc[0])};
+          })[0];
+      em.forEach(0, valid, [&](Value i) {
+        Value s = em.toIndex(em.load(sorted, {arith::AddIOp::create(b, base, i)}));
+        Value t = arith::DivUIOp::create(b, s, k);
+        Value j = arith::RemUIOp::create(b, s, k);
+        memref::StoreOp::create(b, t, scratch.rows.token, ValueRange{i});
+        em.store(em.load(weights, {t, j}), scratch.rows.scale, {i});
       });
+      em.forEach(valid, em.index(tileRows), [&](Value i) {
+        Value row = arith::AddIOp::create(b, base, i);
+        em.forEach(0, hiddenSize,
+                   [&](Value h) { em.store(em.f32(0.0), out, {row, h}); });
+      });
+      emitFFNTile(em, op.getActivation(), schedule, x, scratch.rows, valid,
+                  gate, up, down, expert, scratch, out, base,
+                  op.getWeightPanel());
     });
     rewriter.replaceOp(op, em.toTensor(out, type));
     return success();
   }
+
+  DotSchedule schedule;
 };
 
 struct SharedExpertToLoops : OpRewritePattern<SharedExpertOp> {
-  using OpRewritePattern::OpRewritePattern;
+  SharedExpertToLoops(MLIRContext *context, const DotSchedule &schedule)
+      : OpRewritePattern(context), schedule(schedule) {}
+
   LogicalResult matchAndRewrite(SharedExpertOp op,
                                 PatternRewriter &rewriter) const override {
     LoopEmitter em(rewriter, op.getLoc());
+    auto &b = em.builder();
     Value x = em.toBuffer(op.getInput());
     Value gate = op.getGate() ? em.toBuffer(op.getGate()) : Value();
     Value up = em.toBuffer(op.getUp());
     Value down = em.toBuffer(op.getDown());
     Value expertGate =
         op.getExpertGate() ? em.toBuffer(op.getExpertGate()) : Value();
-    int64_t widthSize = op.getUp().getType().getDimSize(0);
+    int64_t tileRows = 64;
     Value tokens = em.dim(x, 0);
-    Value hiddenSize = em.dim(x, 1);
-    Value width = em.dim(up, 0);
+    int64_t hiddenSize = op.getInput().getType().getDimSize(1);
     auto type = op.getOutput().getType();
     Value out = em.alloc(type, leadingDynamicSize(type, tokens));
-    Value hidden = em.scratch(MemRefType::get({widthSize}, em.f32()),
-        ShapedType::isDynamic(widthSize) ? ValueRange{width} : ValueRange{});
+    if (failed(checkPanelWidth(op, rewriter, schedule)))
+      return failure();
+    TileScratch scratch = allocTileScratch(
+        em, tileRows, paddedWidth(op.getWidth(), op.getWeightPanel()));
+    if (!expertGate)
+      scratch.rows.scale = Value();
 
-    em.forEach(0, tokens, [&](Value t) {
-      emitHiddenActivations(em, op.getActivation(), x, t, gate, up, Value(),
-                            hiddenSize, width, hidden);
-      Value scale;
+    // Tiles of consecutive tokens.
+    Value rowsPerTile = em.index(tileRows);
+    Value numTiles = arith::CeilDivUIOp::create(b, tokens, rowsPerTile);
+    em.forEach(0, numTiles, [&](Value tile) {
+      Value base = arith::MulIOp::create(b, tile, rowsPerTile);
+      Value valid = arith::MinUIOp::create(
+          b, rowsPerTile, arith::SubIOp::create(b, tokens, base));
+      em.forEach(0, valid, [&](Value i) {
+        memref::StoreOp::create(b, arith::AddIOp::create(b, base, i),
+                                scratch.rows.token, ValueRange{i});
+      });
       if (expertGate) {
-        Value zero = em.index(0);
-        scale = em.sigmoid(em.sum(
-            zero, hiddenSize,
-            [&](Value h) {
-              return em.mul(em.load(x, {t, h}), em.load(expertGate, {zero, h}),
-                            true);
+        // g_t = sigmoid(x_t . expert_gate[0]).
+        emitBlockedDots(
+            em, valid, 1, 1, hiddenSize, schedule,
+            [&](Value r) {
+              return RowRef{x, {memref::LoadOp::create(b, scratch.rows.token,
+                                                       ValueRange{r})}};
             },
-            /*fast=*/true));
+            [&](Value) -> SmallVector<RowRef> {
+              return {RowRef{expertGate, {em.index(0)}}};
+            },
+            [&](Value r, Value, ArrayRef<Value> dots) {
+              em.store(em.sigmoid(dots[0]), scratch.rows.scale, {r});
+            });
       }
-      emitDownProjection(em, down, Value(), hidden, width, hiddenSize, scale,
-                         out, t);
+      emitFFNTile(em, op.getActivation(), schedule, x, scratch.rows, valid,
+                  gate, up, down, Value(), scratch, out, base,
+                  op.getWeightPanel());
     });
     rewriter.replaceOp(op, em.toTensor(out, type));
     return success();
   }
+
+  DotSchedule schedule;
 };
 } // namespace
 
-void mlir::moe::populateExpertFFNToLoopsPatterns(RewritePatternSet &patterns) {
-  patterns.add<ExpertFFNToLoops, SharedExpertToLoops>(patterns.getContext());
+void mlir::moe::populateExpertFFNToLoopsPatterns(RewritePatternSet &patterns,
+                                                 const DotSchedule &schedule) {
+  patterns.add<ExpertFFNToLoops, SharedExpertToLoops>(patterns.getContext(),
+                                                      schedule);
 }

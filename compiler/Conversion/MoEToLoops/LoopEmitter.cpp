@@ -23,6 +23,14 @@ Value LoopEmitter::index(int64_t v) {
 Value LoopEmitter::f32(double v) {
   return arith::ConstantOp::create(b, b.getF32FloatAttr(v));
 }
+Value LoopEmitter::f32Like(Value like, double v) {
+  auto vec = dyn_cast<VectorType>(like.getType());
+  if (!vec)
+    return f32(v);
+  return arith::ConstantOp::create(
+      b, vec, DenseElementsAttr::get(vec, b.getF32FloatAttr(v)));
+}
+
 Value LoopEmitter::i32(int64_t v) {
   return arith::ConstantOp::create(b, b.getI32IntegerAttr(v));
 }
@@ -155,5 +163,6 @@ Value LoopEmitter::exp(Value x) { return math::ExpOp::create(b, x); }
 Value LoopEmitter::sigmoid(Value x) {
   // 1 / (1 + exp(-x)): exp overflows to +inf for very negative x, giving 0.
   Value negX = arith::NegFOp::create(b, x);
-  return arith::DivFOp::create(b, f32(1.0), add(f32(1.0), exp(negX)));
+  Value one = f32Like(x, 1.0);
+  return arith::DivFOp::create(b, one, add(one, exp(negX)));
 }

@@ -28,6 +28,8 @@ public:
   Value f32(double v);
   Value i32(int64_t v);
   Value i64(int64_t v);
+  /// An f32 constant shaped like `like`: a scalar, or a splat vector.
+  Value f32Like(Value like, double v);
 
   // Arithmetic helpers; `fast` marks dot-product arithmetic that LLVM may
   // reassociate and contract into FMAs.

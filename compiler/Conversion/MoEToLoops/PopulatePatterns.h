@@ -3,6 +3,7 @@
 #ifndef MOE_COMPILER_CONVERSION_MOETOLOOPS_POPULATEPATTERNS_H
 #define MOE_COMPILER_CONVERSION_MOETOLOOPS_POPULATEPATTERNS_H
 
+#include "compiler/Conversion/MoEToLoops/DotKernel.h"
 #include "dialect/MoE/IR/MoEOps.h"
 
 namespace mlir {
@@ -11,11 +12,13 @@ namespace moe {
 class LoopEmitter;
 
 /// moe.router, moe.topk, moe.stats, moe.aux_loss.
-void populateRoutingToLoopsPatterns(RewritePatternSet &patterns);
+void populateRoutingToLoopsPatterns(RewritePatternSet &patterns,
+                                    const DotSchedule &schedule);
 /// moe.dispatch.
 void populateDispatchToLoopsPatterns(RewritePatternSet &patterns);
 /// moe.expert_ffn, moe.shared_expert.
-void populateExpertFFNToLoopsPatterns(RewritePatternSet &patterns);
+void populateExpertFFNToLoopsPatterns(RewritePatternSet &patterns,
+                                      const DotSchedule &schedule);
 /// moe.combine.
 void populateCombineToLoopsPatterns(RewritePatternSet &patterns);
 

@@ -42,7 +42,10 @@ void emitSoftmaxRow(LoopEmitter &em, Value logits, Value scores, Value t,
 }
 
 struct RouterToLoops : OpRewritePattern<RouterOp> {
-  using OpRewritePattern::OpRewritePattern;
+  RouterToLoops(MLIRContext *context, const DotSchedule &schedule)
+      : OpRewritePattern(context), schedule(schedule) {}
+  DotSchedule schedule;
+
   LogicalResult matchAndRewrite(RouterOp op,
                                 PatternRewriter &rewriter) const override {
     LoopEmitter em(rewriter, op.getLoc());
@@ -55,16 +58,15 @@ struct RouterToLoops : OpRewritePattern<RouterOp> {
     Value logits = em.alloc(type, leadingDynamicSize(type, tokens));
     Value scores = em.alloc(type, leadingDynamicSize(type, tokens));
 
+    emitBlockedDots(
+        em, tokens, op.getWeight().getType().getDimSize(0), 1,
+        op.getInput().getType().getDimSize(1), schedule,
+        [&](Value t) { return RowRef{x, {t}}; },
+        [&](Value e) -> SmallVector<RowRef> { return {RowRef{w, {e}}}; },
+        [&](Value t, Value e, ArrayRef<Value> dots) {
+          em.store(dots[0], logits, {t, e});
+        });
     em.forEach(0, tokens, [&](Value t) {
-      em.forEach(0, experts, [&](Value e) {
-        Value dot = em.sum(
-            em.index(0), hidden,
-            [&](Value h) {
-              return em.mul(em.load(x, {t, h}), em.load(w, {e, h}), true);
-            },
-            /*fast=*/true);
-        em.store(dot, logits, {t, e});
-      });
       if (op.getScoring() == ScoringFunc::softmax) {
         emitSoftmaxRow(em, logits, scores, t, experts);
       } else {
@@ -373,7 +375,9 @@ SmallVector<Value> mlir::moe::leadingDynamicSize(RankedTensorType type,
   return {};
 }
 
-void mlir::moe::populateRoutingToLoopsPatterns(RewritePatternSet &patterns) {
-  patterns.add<RouterToLoops, TopKToLoops, StatsToLoops, AuxLossToLoops>(
+void mlir::moe::populateRoutingToLoopsPatterns(RewritePatternSet &patterns,
+                                                const DotSchedule &schedule) {
+  patterns.add<TopKToLoops, StatsToLoops, AuxLossToLoops>(
       patterns.getContext());
+  patterns.add<RouterToLoops>(patterns.getContext(), schedule);
 }

@@ -63,6 +63,20 @@ cl::opt<Emit> emit(
                clEnumValN(Emit::so, "so", "the shared library (default)")),
     cl::sub(compileCommand));
 
+cl::OptionCategory scheduleCategory("Schedule (tuning) options");
+cl::opt<int64_t> vectorWidth("vector-width", cl::init(0),
+                             cl::desc("f32 lanes per vector (0: from the "
+                                      "CPU's features: 16 with AVX-512, else 8)"),
+                             cl::sub(compileCommand), cl::cat(scheduleCategory));
+cl::opt<int64_t> rowBlock("row-block", cl::init(0),
+                          cl::desc("activation rows per register block "
+                                   "(0: the cost model's choice)"),
+                          cl::sub(compileCommand), cl::cat(scheduleCategory));
+cl::opt<int64_t> colBlock("col-block", cl::init(0),
+                          cl::desc("weight rows per register block "
+                                   "(0: the cost model's choice)"),
+                          cl::sub(compileCommand), cl::cat(scheduleCategory));
+
 int fail(const llvm::Twine &message) {
   llvm::errs() << "moec: error: " << message << "\n";
   return 1;
@@ -91,6 +105,18 @@ OwningOpRef<ModuleOp> loadInput(MLIRContext &context, llvm::SourceMgr &sources) 
   if (failed(verify(*module)))
     return nullptr;
   return module;
+}
+
+/// The register blocking (the cost model: accumulators plus one weight
+/// vector per panel and one broadcast must fit the register file): 16
+/// vector registers (AVX2) hold 6 rows x 2 vectors, 32 (AVX-512) hold
+/// 12 x 2. Flags override.
+void chooseSchedule(llvm::TargetMachine &machine,
+                    MoECPUPipelineOptions &options) {
+  bool avx512 = machine.getTargetFeatureString().contains("+avx512f");
+  options.vectorWidth = vectorWidth ? vectorWidth : (avx512 ? 16 : 8);
+  options.rowBlock = rowBlock ? rowBlock : (avx512 ? 12 : 6);
+  options.colBlock = colBlock ? colBlock : 2;
 }
 
 /// Writes through a temporary file so that a failure leaves no output.
@@ -123,11 +149,24 @@ int compile() {
     return fail(inputPath + ": " + llvm::toString(entry.takeError()));
   if (emit == Emit::moe)
     return writeOutput([&](llvm::raw_ostream &os) { module->print(os); });
+
+  auto machine = createCPUTargetMachine(mcpu == "host" ? StringRef() : StringRef(mcpu));
+  if (!machine)
+    return fail(llvm::toString(machine.takeError()));
+  MoECPUPipelineOptions options;
+  chooseSchedule(**machine, options);
+
+  // The ABI metadata describes the weights as the prepared function takes
+  // them (packed into panels).
+  PassManager prepare(&context);
+  buildMoECPUPreparePipeline(prepare, options);
+  if (failed(prepare.run(*module)))
+    return fail(inputPath + ": lowering failed");
   std::string metadata = buildLayerMetadata(*module, *entry);
   eraseWeightNames(*entry);
 
   PassManager pm(&context);
-  buildMoECPUToLoopsPipeline(pm, MoECPUPipelineOptions());
+  buildMoECPUToLoopsPipeline(pm, options);
   if (emit != Emit::linalg)
     buildMoELoopsToLLVMPipeline(pm);
   if (failed(pm.run(*module)))
@@ -135,9 +174,6 @@ int compile() {
   if (emit == Emit::linalg)
     return writeOutput([&](llvm::raw_ostream &os) { module->print(os); });
 
-  auto machine = createCPUTargetMachine(mcpu == "host" ? StringRef() : StringRef(mcpu));
-  if (!machine)
-    return fail(llvm::toString(machine.takeError()));
   llvm::LLVMContext llvmContext;
   auto llvmModule =
       translateLayerToLLVMIR(*module, llvmContext, metadata, **machine);

@@ -122,34 +122,73 @@ LogicalResult verifySelection(Operation *op, int64_t experts, int64_t k,
   return success();
 }
 
-/// Checks a routed experts' weights: gate/up `[E, I, H]`, down `[E, H, I]`.
-/// Returns the expert width `I`.
+/// The shape of a weight `[out, in]` after an optional leading `[experts]`,
+/// packed into panels of `panel` outputs when `panel > 0`.
+SmallVector<int64_t> weightShape(std::optional<int64_t> experts, int64_t out,
+                                 int64_t in, int64_t panel) {
+  SmallVector<int64_t> shape;
+  if (experts)
+    shape.push_back(*experts);
+  if (panel == 0) {
+    shape.append({out, in});
+  } else {
+    int64_t panels = ShapedType::isDynamic(out) ? kAny
+                                                : llvm::divideCeilSigned(out, panel);
+    shape.append({panels, in, panel});
+  }
+  return shape;
+}
+
+/// Checks a routed experts' weights: gate/up `[E, I, H]`, down `[E, H, I]`
+/// (or their panels). Returns the expert width `I`.
 FailureOr<int64_t> verifyExpertWeights(Operation *op, int64_t experts,
                                        int64_t hidden, Value gate, Value up,
-                                       Value down) {
-  int64_t width = cast<ShapedType>(up.getType()).getDimSize(1);
-  if (failed(expectShape(op, up, {experts, kAny, hidden}, "expert up weight")))
+                                       Value down, int64_t panel = 0) {
+  int64_t rank = panel ? 4 : 3;
+  for (Value w : {gate, up, down})
+    if (w && cast<ShapedType>(w.getType()).getRank() != rank)
+      return op->emitOpError()
+             << "expert weights must have rank " << rank
+             << (panel ? " (packed into panels)" : "") << ", got "
+             << cast<ShapedType>(w.getType()).getRank();
+  int64_t width = panel ? cast<ShapedType>(down.getType()).getDimSize(2)
+                        : cast<ShapedType>(up.getType()).getDimSize(1);
+  if (failed(expectShape(op, up, weightShape(experts, width, hidden, panel),
+                         "expert up weight")))
     return failure();
-  if (gate && failed(expectShape(op, gate, {experts, width, hidden},
+  if (gate && failed(expectShape(op, gate,
+                                 weightShape(experts, width, hidden, panel),
                                  "expert gate weight")))
     return failure();
-  if (failed(expectShape(op, down, {experts, hidden, width},
+  if (failed(expectShape(op, down, weightShape(experts, hidden, width, panel),
                          "expert down weight")))
     return failure();
   return width;
 }
 
-/// Checks a shared expert's weights: gate/up `[S, H]`, down `[H, S]`, and the
-/// optional sigmoid gate `[1, H]`.
+/// Checks a shared expert's weights: gate/up `[S, H]`, down `[H, S]` (or
+/// their panels), and the optional sigmoid gate `[1, H]`.
 LogicalResult verifySharedWeights(Operation *op, int64_t hidden, Value gate,
-                                  Value up, Value down, Value expertGate) {
-  int64_t width = cast<ShapedType>(up.getType()).getDimSize(0);
-  if (failed(expectShape(op, up, {kAny, hidden}, "shared expert up weight")))
+                                  Value up, Value down, Value expertGate,
+                                  int64_t panel = 0) {
+  int64_t rank = panel ? 3 : 2;
+  for (Value w : {gate, up, down})
+    if (w && cast<ShapedType>(w.getType()).getRank() != rank)
+      return op->emitOpError()
+             << "shared expert weights must have rank " << rank
+             << (panel ? " (packed into panels)" : "") << ", got "
+             << cast<ShapedType>(w.getType()).getRank();
+  int64_t width = panel ? cast<ShapedType>(down.getType()).getDimSize(1)
+                        : cast<ShapedType>(up.getType()).getDimSize(0);
+  if (failed(expectShape(op, up, weightShape(std::nullopt, width, hidden, panel),
+                         "shared expert up weight")))
     return failure();
-  if (gate && failed(expectShape(op, gate, {width, hidden},
+  if (gate && failed(expectShape(op, gate,
+                                 weightShape(std::nullopt, width, hidden, panel),
                                  "shared expert gate weight")))
     return failure();
-  if (failed(expectShape(op, down, {hidden, width},
+  if (failed(expectShape(op, down,
+                         weightShape(std::nullopt, hidden, width, panel),
                          "shared expert down weight")))
     return failure();
   if (expertGate && failed(expectShape(op, expertGate, {1, hidden},
@@ -299,7 +338,7 @@ LogicalResult ExpertFFNOp::verify() {
   int64_t tokens = getInput().getType().getDimSize(0);
   int64_t hidden = getInput().getType().getDimSize(1);
   if (failed(verifyExpertWeights(op, *experts, hidden, getGate(), getUp(),
-                                 getDown())))
+                                 getDown(), getWeightPanel())))
     return failure();
   if (failed(expectShape(op, getWeights(), {tokens, kAny}, "weights")))
     return failure();
@@ -311,16 +350,24 @@ LogicalResult ExpertFFNOp::verify() {
   return success();
 }
 
+int64_t ExpertFFNOp::getWidth() {
+  return getDown().getType().getDimSize(2);
+}
+
 //===----------------------------------------------------------------------===//
 // SharedExpertOp
 //===----------------------------------------------------------------------===//
+
+int64_t SharedExpertOp::getWidth() {
+  return getDown().getType().getDimSize(1);
+}
 
 LogicalResult SharedExpertOp::verify() {
   Operation *op = getOperation();
   int64_t tokens = getInput().getType().getDimSize(0);
   int64_t hidden = getInput().getType().getDimSize(1);
   if (failed(verifySharedWeights(op, hidden, getGate(), getUp(), getDown(),
-                                 getExpertGate())))
+                                 getExpertGate(), getWeightPanel())))
     return failure();
   if (failed(expectShape(op, getOutput(), {tokens, hidden}, "output")) ||
       failed(expectSameElementType(op, getOutput().getType(),

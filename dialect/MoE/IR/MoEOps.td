@@ -19,6 +19,8 @@ def MoE_FloatTensor3D : 3DTensorOf<[F32, BF16, F16]>;
 def MoE_IndexTensor1D : 1DTensorOf<[I32]>;
 def MoE_IndexTensor2D : 2DTensorOf<[I32]>;
 def MoE_CountTensor : 1DTensorOf<[I64]>;
+/// A weight in PyTorch layout, or packed into panels (rank + 1).
+def MoE_WeightTensor : RankedTensorOf<[F32, BF16, F16]>;
 
 def MoE_PositiveI64 : ConfinedAttr<I64Attr, [IntPositive]>;
 def MoE_NonNegativeI64 : ConfinedAttr<I64Attr, [IntNonNegative]>;
@@ -221,6 +223,12 @@ def MoE_ExpertFFNOp : MoE_Op<"expert_ffn", [Pure]> {
     otherwise. Padding rows are zero. `gate`/`up` are `[experts, width,
     hidden]`, `down` is `[experts, hidden, width]`.
 
+    With `weight_panel = P > 0` the weights are packed into panels of `P`
+    outputs, as `moe-pack-weights` leaves them: a matrix `[out, in]` becomes
+    `[ceil(out / P), in, P]` with `packed[o / P][i][o % P] = W[o][i]` and
+    zero padding, so gate/up are `[experts, ceil(width / P), hidden, P]` and
+    down is `[experts, ceil(hidden / P), width, P]`.
+
     ```mlir
     %rows_out = moe.expert_ffn %x, %rows, %tiles, %w gate(%w1) up(%w3) down(%w2)
         activation = silu
@@ -234,20 +242,26 @@ def MoE_ExpertFFNOp : MoE_Op<"expert_ffn", [Pure]> {
     MoE_IndexTensor1D:$sorted_slots,
     MoE_IndexTensor1D:$tile_experts,
     MoE_FloatTensor2D:$weights,
-    Optional<MoE_FloatTensor3D>:$gate,
-    MoE_FloatTensor3D:$up,
-    MoE_FloatTensor3D:$down,
+    Optional<MoE_WeightTensor>:$gate,
+    MoE_WeightTensor:$up,
+    MoE_WeightTensor:$down,
     MoE_Activation:$activation,
-    DefaultValuedAttr<MoE_PositiveI64, "16">:$tile_rows
+    DefaultValuedAttr<MoE_PositiveI64, "16">:$tile_rows,
+    DefaultValuedAttr<MoE_NonNegativeI64, "0">:$weight_panel
   );
   let results = (outs MoE_FloatTensor2D:$output);
   let assemblyFormat = [{
     $input `,` $sorted_slots `,` $tile_experts `,` $weights
     (`gate` `(` $gate^ `)`)? `up` `(` $up `)` `down` `(` $down `)`
     `activation` `=` $activation (`tile_rows` `=` $tile_rows^)?
+    (`weight_panel` `=` $weight_panel^)?
     attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The experts' intermediate width (from `down`, packed or not).
+    int64_t getWidth();
+  }];
 }
 
 def MoE_SharedExpertOp : MoE_Op<"shared_expert", [Pure, AttrSizedOperandSegments]> {
@@ -256,7 +270,9 @@ def MoE_SharedExpertOp : MoE_Op<"shared_expert", [Pure, AttrSizedOperandSegments
     `output[t] = g_t * down(act(gate x_t) * up x_t)` (or `down(act(up x_t))`
     without `gate`), where `g_t = sigmoid(x_t · expert_gate[0])` when
     `expert_gate` (`[1, hidden]`) is present and 1 otherwise. `gate`/`up`
-    are `[width, hidden]`, `down` is `[hidden, width]`.
+    are `[width, hidden]`, `down` is `[hidden, width]`; with
+    `weight_panel = P > 0` they are packed into panels as for
+    `moe.expert_ffn`.
 
     ```mlir
     %s = moe.shared_expert %x gate(%sg) up(%su) down(%sd) expert_gate(%g)
@@ -267,19 +283,25 @@ def MoE_SharedExpertOp : MoE_Op<"shared_expert", [Pure, AttrSizedOperandSegments
   }];
   let arguments = (ins
     MoE_FloatTensor2D:$input,
-    Optional<MoE_FloatTensor2D>:$gate,
-    MoE_FloatTensor2D:$up,
-    MoE_FloatTensor2D:$down,
+    Optional<MoE_WeightTensor>:$gate,
+    MoE_WeightTensor:$up,
+    MoE_WeightTensor:$down,
     Optional<MoE_FloatTensor2D>:$expert_gate,
-    MoE_Activation:$activation
+    MoE_Activation:$activation,
+    DefaultValuedAttr<MoE_NonNegativeI64, "0">:$weight_panel
   );
   let results = (outs MoE_FloatTensor2D:$output);
   let assemblyFormat = [{
     $input (`gate` `(` $gate^ `)`)? `up` `(` $up `)` `down` `(` $down `)`
     (`expert_gate` `(` $expert_gate^ `)`)? `activation` `=` $activation
+    (`weight_panel` `=` $weight_panel^)?
     attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The shared expert's intermediate width (from `down`).
+    int64_t getWidth();
+  }];
 }
 
 def MoE_CombineOp : MoE_Op<"combine", [Pure]> {

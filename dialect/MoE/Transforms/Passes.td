@@ -20,4 +20,21 @@ def MoEDecomposeLayerPass : Pass<"moe-decompose-layer"> {
   let dependentDialects = ["::mlir::moe::MoEDialect"];
 }
 
+def MoEPackWeightsPass : Pass<"moe-pack-weights", "::mlir::func::FuncOp"> {
+  let summary = "Pack the FFN weights that a function receives into panels";
+  let description = [{
+    For every `moe.expert_ffn` and `moe.shared_expert` whose weights are
+    arguments of the function, changes those arguments to the panel layout
+    (`[out, in]` → `[ceil(out / P), in, P]`, see `moe.expert_ffn`) and sets
+    the op's `weight_panel`. The argument keeps its checkpoint shape in a
+    `moe.logical_shape` attribute and gets `moe.panel = P`, so that whoever
+    supplies the weights (libmoert) packs them once, at load time.
+  }];
+  let options = [
+    Option<"panel", "panel", "int64_t", /*default=*/"8",
+           "outputs per panel (the vector width in f32 lanes)">,
+  ];
+  let dependentDialects = ["::mlir::moe::MoEDialect"];
+}
+
 #endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD

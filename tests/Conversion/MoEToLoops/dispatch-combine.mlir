@@ -16,15 +16,22 @@ func.func @dispatch(%i: tensor<?x2xi32>) -> (tensor<?xi32>, tensor<?x2xi32>, ten
   return %r, %s, %o, %t : tensor<?xi32>, tensor<?x2xi32>, tensor<9xi32>, tensor<?xi32>
 }
 
-// The routing weight scales the down projection; padding rows are zeroed.
+// Per tile: the used rows' tokens and routing weights, zeroed padding rows,
+// then the gate/up dot-product kernel (vector loads along the hidden size,
+// one reduction per output) and the down projection scaled by the routing
+// weight.
 // CHECK-LABEL: func @expert_ffn
-// CHECK: memref.alloca() {alignment = 64 : i64} : memref<32xf32>
-// CHECK: scf.if
+// CHECK-DAG: %[[TOKENS:.*]] = memref.alloca() {alignment = 64 : i64} : memref<4xindex>
+// CHECK-DAG: %[[SCALE:.*]] = memref.alloca() {alignment = 64 : i64} : memref<4xf32>
+// CHECK-DAG: %[[HIDDEN:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x32xf32>
 // CHECK: arith.divui
 // CHECK: arith.remui
-// CHECK: arith.negf
+// CHECK: vector.load %{{.*}} : memref<?x64xf32>, vector<8xf32>
+// CHECK: vector.fma
+// CHECK: vector.reduction <add>
 // CHECK: math.exp
-// CHECK: } else {
+// CHECK: memref.store %{{.*}}, %[[HIDDEN]]
+// CHECK: memref.load %[[SCALE]]
 func.func @expert_ffn(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>, %w: tensor<?x2xf32>,
                       %g: tensor<8x32x64xf32>, %u: tensor<8x32x64xf32>, %d: tensor<8x64x32xf32>) -> tensor<?x64xf32> {
   %y = moe.expert_ffn %x, %r, %t, %w gate(%g) up(%u) down(%d) activation = silu tile_rows = 4
@@ -33,9 +40,11 @@ func.func @expert_ffn(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>
   return %y : tensor<?x64xf32>
 }
 
+// The sigmoid gate first, then the FFN with the exact (erf) GELU.
 // CHECK-LABEL: func @shared_expert_gelu
-// CHECK: math.erf
 // CHECK: arith.negf
+// CHECK: math.exp
+// CHECK: math.erf
 func.func @shared_expert_gelu(%x: tensor<?x64xf32>, %u: tensor<48x64xf32>, %d: tensor<64x48xf32>,
                               %g: tensor<1x64xf32>) -> tensor<?x64xf32> {
   %y = moe.shared_expert %x up(%u) down(%d) expert_gate(%g) activation = gelu
@@ -54,5 +63,24 @@ func.func @shared_expert_gelu(%x: tensor<?x64xf32>, %u: tensor<48x64xf32>, %d: t
 // CHECK: scf.if
 func.func @combine(%rows: tensor<?x64xf32>, %sr: tensor<?x2xi32>, %a: tensor<?x64xf32>) -> tensor<?x64xf32> {
   %y = moe.combine %rows, %sr add %a : tensor<?x64xf32> : tensor<?x64xf32>, tensor<?x2xi32> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// Packed weights: one panel vector per k, the activation broadcast, no
+// reductions; the hidden activations are stored a vector at a time.
+// CHECK-LABEL: func @expert_ffn_packed
+// CHECK: memref.alloc() {alignment = 64 : i64} : memref<4x48xf32>
+// CHECK: vector.load %{{.*}} : memref<8x6x64x8xf32>, vector<8xf32>
+// CHECK: vector.broadcast %{{.*}} : f32 to vector<8xf32>
+// CHECK: vector.fma
+// CHECK-NOT: vector.reduction
+// CHECK: vector.store %{{.*}} : memref<4x48xf32>, vector<8xf32>
+func.func @expert_ffn_packed(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>, %w: tensor<?x2xf32>,
+                             %g: tensor<8x6x64x8xf32>, %u: tensor<8x6x64x8xf32>,
+                             %d: tensor<8x8x45x8xf32>) -> tensor<?x64xf32> {
+  %y = moe.expert_ffn %x, %r, %t, %w gate(%g) up(%u) down(%d) activation = silu tile_rows = 4
+      weight_panel = 8
+      : (tensor<?x64xf32>, tensor<?xi32>, tensor<?xi32>, tensor<?x2xf32>, tensor<8x6x64x8xf32>,
+         tensor<8x6x64x8xf32>, tensor<8x8x45x8xf32>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }

@@ -1,14 +1,16 @@
 // RUN: moe-opt %s --convert-moe-to-loops --split-input-file | FileCheck %s
 
-// Softmax router: one dot product per (token, expert) with reassociable
-// arithmetic, then a max-subtracted exp and a division by the row sum.
+// Softmax router: register-blocked dot products (vector loads along the
+// hidden size, one reduction per logit), then a max-subtracted exp and a
+// division by the row sum.
 // CHECK-LABEL: func @router_softmax
 // CHECK-DAG: %[[X:.*]] = bufferization.to_buffer %{{.*}} read_only : tensor<?x64xf32> to memref<?x64xf32>
 // CHECK-DAG: %[[W:.*]] = bufferization.to_buffer %{{.*}} read_only : tensor<8x64xf32> to memref<8x64xf32>
 // CHECK: %[[LOGITS:.*]] = memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x8xf32>
-// CHECK: scf.for
-// CHECK: arith.mulf %{{.*}}, %{{.*}} fastmath<reassoc,contract>
-// CHECK: arith.addf %{{.*}}, %{{.*}} fastmath<reassoc,contract>
+// CHECK: vector.load %[[X]]
+// CHECK: vector.load %[[W]]
+// CHECK: vector.fma
+// CHECK: vector.reduction <add>, %{{.*}} fastmath<reassoc> : vector<8xf32> into f32
 // CHECK: arith.maximumf
 // CHECK: math.exp
 // CHECK: arith.divf

@@ -220,7 +220,7 @@ func.func @ffn_dynamic_experts(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tens
 
 func.func @ffn_up_hidden(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>, %w: tensor<?x2xf32>,
                          %up: tensor<8x32x60xf32>, %down: tensor<8x64x32xf32>) {
-  // expected-error @+1 {{'moe.expert_ffn' op expert up weight has shape [8, 32, 60], expected [8, ?, 64]}}
+  // expected-error @+1 {{'moe.expert_ffn' op expert up weight has shape [8, 32, 60], expected [8, 32, 64]}}
   %y = moe.expert_ffn %x, %r, %t, %w up(%up) down(%down) activation = relu
       : (tensor<?x64xf32>, tensor<?xi32>, tensor<?xi32>, tensor<?x2xf32>, tensor<8x32x60xf32>, tensor<8x64x32xf32>) -> tensor<?x64xf32>
   return
@@ -278,10 +278,39 @@ func.func @ffn_output_type(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?
 
 // -----
 
+func.func @ffn_packed_rank(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>, %w: tensor<?x2xf32>,
+                           %up: tensor<8x32x64xf32>, %down: tensor<8x64x32xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn' op expert weights must have rank 4 (packed into panels), got 3}}
+  %y = moe.expert_ffn %x, %r, %t, %w up(%up) down(%down) activation = relu weight_panel = 8
+      : (tensor<?x64xf32>, tensor<?xi32>, tensor<?xi32>, tensor<?x2xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @ffn_packed_panels(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>, %w: tensor<?x2xf32>,
+                             %up: tensor<8x4x64x8xf32>, %down: tensor<8x8x30x8xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn' op expert up weight has shape [8, 4, 64, 8], expected [8, 2, 64, 16]}}
+  %y = moe.expert_ffn %x, %r, %t, %w up(%up) down(%down) activation = relu weight_panel = 16
+      : (tensor<?x64xf32>, tensor<?xi32>, tensor<?xi32>, tensor<?x2xf32>, tensor<8x4x64x8xf32>, tensor<8x8x30x8xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
 // Shared expert.
 
+func.func @shared_packed_rank(%x: tensor<?x64xf32>, %up: tensor<48x64xf32>, %down: tensor<64x48xf32>) {
+  // expected-error @+1 {{'moe.shared_expert' op shared expert weights must have rank 3 (packed into panels), got 2}}
+  %y = moe.shared_expert %x up(%up) down(%down) activation = silu weight_panel = 8
+      : (tensor<?x64xf32>, tensor<48x64xf32>, tensor<64x48xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
 func.func @shared_up_shape(%x: tensor<?x64xf32>, %up: tensor<48x32xf32>, %down: tensor<64x48xf32>) {
-  // expected-error @+1 {{'moe.shared_expert' op shared expert up weight has shape [48, 32], expected [?, 64]}}
+  // expected-error @+1 {{'moe.shared_expert' op shared expert up weight has shape [48, 32], expected [48, 64]}}
   %y = moe.shared_expert %x up(%up) down(%down) activation = silu
       : (tensor<?x64xf32>, tensor<48x32xf32>, tensor<64x48xf32>) -> tensor<?x64xf32>
   return
@@ -434,7 +463,7 @@ func.func @layer_k_too_large(%x: tensor<?x64xf32>, %wr: tensor<8x64xf32>, %u: te
 // -----
 
 func.func @layer_expert_count(%x: tensor<?x64xf32>, %wr: tensor<8x64xf32>, %u: tensor<4x32x64xf32>, %d: tensor<8x64x32xf32>) {
-  // expected-error @+1 {{'moe.layer' op expert up weight has shape [4, 32, 64], expected [8, ?, 64]}}
+  // expected-error @+1 {{'moe.layer' op expert up weight has shape [4, 32, 64], expected [8, 32, 64]}}
   %y, %n = moe.layer %x router(%wr) experts(up %u, down %d) scoring = softmax k = 2 activation = relu
       : (tensor<?x64xf32>, tensor<8x64xf32>, tensor<4x32x64xf32>, tensor<8x64x32xf32>) -> (tensor<?x64xf32>, tensor<8xi64>)
   return

@@ -92,3 +92,18 @@ func.func @primitives(%x: tensor<?x64xf32>, %wr: tensor<8x64xf32>, %b: tensor<8x
   %z = moe.aux_loss z_loss %logits : tensor<?x8xf32> -> tensor<f32>
   return %y, %n, %lb, %z : tensor<?x64xf32>, tensor<8xi64>, tensor<f32>, tensor<f32>
 }
+
+// Weights packed into panels of 8 outputs (moe-pack-weights).
+// CHECK-LABEL: func @packed_ffn
+// CHECK: moe.expert_ffn {{.*}} activation = silu weight_panel = 8 :
+// CHECK: moe.shared_expert {{.*}} activation = silu weight_panel = 8 :
+func.func @packed_ffn(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>, %w: tensor<?x2xf32>,
+                      %g: tensor<8x6x64x8xf32>, %u: tensor<8x6x64x8xf32>, %d: tensor<8x8x48x8xf32>,
+                      %su: tensor<5x64x8xf32>, %sd: tensor<8x40x8xf32>) -> (tensor<?x64xf32>, tensor<?x64xf32>) {
+  %y = moe.expert_ffn %x, %r, %t, %w gate(%g) up(%u) down(%d) activation = silu weight_panel = 8
+      : (tensor<?x64xf32>, tensor<?xi32>, tensor<?xi32>, tensor<?x2xf32>, tensor<8x6x64x8xf32>,
+         tensor<8x6x64x8xf32>, tensor<8x8x48x8xf32>) -> tensor<?x64xf32>
+  %s = moe.shared_expert %x up(%su) down(%sd) activation = silu weight_panel = 8
+      : (tensor<?x64xf32>, tensor<5x64x8xf32>, tensor<8x40x8xf32>) -> tensor<?x64xf32>
+  return %y, %s : tensor<?x64xf32>, tensor<?x64xf32>
+}
