@@ -17,11 +17,14 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext *context,
   (*module)->setAttr("moe.family", b.getStringAttr(spec.family));
 
   Type f32 = b.getF32Type();
+  Type ffn = spec.ffnWeights == LayerSpec::WeightType::bf16 ? b.getBF16Type()
+                                                            : f32;
   int64_t dyn = ShapedType::kDynamic;
   SmallVector<Type> argTypes;
   SmallVector<std::string> argNames;
-  auto addArg = [&](ArrayRef<int64_t> shape, StringRef name) {
-    argTypes.push_back(RankedTensorType::get(shape, f32));
+  auto addArg = [&](ArrayRef<int64_t> shape, StringRef name,
+                    Type element = nullptr) {
+    argTypes.push_back(RankedTensorType::get(shape, element ? element : f32));
     argNames.push_back(name.str());
     return argTypes.size() - 1;
   };
@@ -34,14 +37,14 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext *context,
   if (!spec.biasName.empty())
     bias = addArg({E}, spec.biasName);
   if (!spec.expertGateName.empty())
-    gate = addArg({E, I, H}, spec.expertGateName);
-  size_t up = addArg({E, I, H}, spec.expertUpName);
-  size_t down = addArg({E, H, I}, spec.expertDownName);
+    gate = addArg({E, I, H}, spec.expertGateName, ffn);
+  size_t up = addArg({E, I, H}, spec.expertUpName, ffn);
+  size_t down = addArg({E, H, I}, spec.expertDownName, ffn);
   if (S > 0) {
     if (!spec.sharedGateName.empty())
-      sharedGate = addArg({S, H}, spec.sharedGateName);
-    sharedUp = addArg({S, H}, spec.sharedUpName);
-    sharedDown = addArg({H, S}, spec.sharedDownName);
+      sharedGate = addArg({S, H}, spec.sharedGateName, ffn);
+    sharedUp = addArg({S, H}, spec.sharedUpName, ffn);
+    sharedDown = addArg({H, S}, spec.sharedDownName, ffn);
     if (!spec.sharedExpertGateName.empty())
       sharedExpertGate = addArg({1, H}, spec.sharedExpertGateName);
   }

@@ -28,6 +28,10 @@ struct LayerSpec {
   /// Rows per tile of the dispatch plan: each tile re-reads its expert's
   /// weights once, so larger tiles trade padding for weight traffic.
   int64_t tileRows = 128;
+  /// How the FFN weights (routed and shared experts) are kept in memory:
+  /// f32, or bf16 to halve the bytes a forward streams. The router and the
+  /// other small weights stay f32.
+  enum class WeightType { f32, bf16 } ffnWeights = WeightType::f32;
 
   std::string routerName;
   std::string biasName;       // empty: no selection bias

@@ -43,9 +43,10 @@ llvm::Expected<func::FuncOp> mlir::moe::prepareEntryFunction(ModuleOp module) {
                  ": argument #0 (the tokens) must be a 2-D f32 tensor");
   for (unsigned i = 1; i < type.getNumInputs(); ++i) {
     auto tensor = dyn_cast<RankedTensorType>(type.getInput(i));
-    if (!tensor || !tensor.hasStaticShape() || !tensor.getElementType().isF32())
-      return error(llvm::formatv("@{0}: argument #{1} must be a static f32 "
-                                 "tensor (a weight)",
+    if (!tensor || !tensor.hasStaticShape() ||
+        !isa<Float32Type, BFloat16Type, Float16Type>(tensor.getElementType()))
+      return error(llvm::formatv("@{0}: argument #{1} must be a static f32, "
+                                 "bf16 or f16 tensor (a weight)",
                                  entry.getSymName(), i));
     if (!entry.getArgAttrOfType<StringAttr>(i, "moe.weight"))
       return error(llvm::formatv("@{0}: argument #{1} has no 'moe.weight' "
@@ -91,6 +92,14 @@ LayerSummary summarize(func::FuncOp entry) {
 }
 } // namespace
 
+static StringRef dtypeName(Type element) {
+  if (element.isBF16())
+    return "bf16";
+  if (element.isF16())
+    return "f16";
+  return "f32";
+}
+
 static json::Array shapeOf(ShapedType type) {
   json::Array shape;
   for (int64_t d : type.getShape())
@@ -116,7 +125,7 @@ std::string mlir::moe::buildLayerMetadata(ModuleOp module,
     auto tensor = cast<ShapedType>(type.getInput(i));
     json::Object arg{{"name", name},
                      {"role", "weight"},
-                     {"dtype", "f32"},
+                     {"dtype", dtypeName(tensor.getElementType())},
                      {"shape", shapeOf(tensor)}};
     if (name.contains("{e}"))
       arg["stacked"] = true;

@@ -63,6 +63,14 @@ cl::opt<Emit> emit(
                clEnumValN(Emit::so, "so", "the shared library (default)")),
     cl::sub(compileCommand));
 
+cl::opt<LayerSpec::WeightType> weightDtype(
+    "weight-dtype", cl::init(LayerSpec::WeightType::f32),
+    cl::desc("How the expert FFN weights are kept in memory"),
+    cl::values(clEnumValN(LayerSpec::WeightType::f32, "f32", "float32"),
+               clEnumValN(LayerSpec::WeightType::bf16, "bf16",
+                          "bfloat16: half the bytes, f32 arithmetic")),
+    cl::sub(compileCommand));
+
 cl::OptionCategory scheduleCategory("Schedule (tuning) options");
 cl::opt<int64_t> vectorWidth("vector-width", cl::init(0),
                              cl::desc("f32 lanes per vector (0: from the "
@@ -100,6 +108,7 @@ OwningOpRef<ModuleOp> loadInput(MLIRContext &context, llvm::SourceMgr &sources) 
     fail(inputPath + ": " + llvm::toString(spec.takeError()));
     return nullptr;
   }
+  spec->ffnWeights = weightDtype;
   auto loc = FileLineColLoc::get(&context, inputPath, 1, 1);
   OwningOpRef<ModuleOp> module = buildLayerModule(&context, *spec, loc);
   if (failed(verify(*module)))

@@ -1,0 +1,149 @@
+/*===- moert.h - libmoert: the moec layer runtime, C API ------------------===*
+ *
+ * libmoert loads a layer compiled by `moec compile` (LAYER.so, see
+ * docs/abi.md), fills its weights from a safetensors checkpoint and runs it.
+ * docs/runtime.md describes the error model, weight loading and threading.
+ *
+ * Conventions:
+ *  - Every fallible function returns a moert_status; MOERT_OK is 0. On
+ *    failure, moert_last_error() gives a one-line message for the calling
+ *    thread naming the file or tensor and the problem. Nothing throws or
+ *    aborts across this API.
+ *  - Handles are opaque. A moert_layer owns everything it allocated;
+ *    moert_layer_close() frees it all and unloads the library.
+ *
+ *===----------------------------------------------------------------------===*/
+
+#ifndef MOERT_MOERT_H
+#define MOERT_MOERT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define MOERT_API
+#else
+#define MOERT_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The layer ABI version this runtime implements (docs/abi.md). */
+#define MOERT_ABI_VERSION 1
+
+typedef enum moert_status {
+  MOERT_OK = 0,
+  /* NULL handle, negative token count, thread count out of range. */
+  MOERT_ERROR_INVALID_ARGUMENT = 1,
+  /* A file cannot be opened, read or written. */
+  MOERT_ERROR_IO = 2,
+  /* A malformed file (safetensors, .npy) or layer metadata. */
+  MOERT_ERROR_FORMAT = 3,
+  /* Not a moec layer, another ABI version, or dlopen failed. */
+  MOERT_ERROR_ABI = 4,
+  /* The checkpoint or input does not fit the layer: missing tensor, wrong
+   * shape or dtype. */
+  MOERT_ERROR_MISMATCH = 5,
+  MOERT_ERROR_OUT_OF_MEMORY = 6,
+  /* A call out of order, e.g. forward before the weights are loaded. */
+  MOERT_ERROR_STATE = 7,
+  /* A feature this build lacks. */
+  MOERT_ERROR_UNSUPPORTED = 8,
+  /* A bug, or an OS failure such as starting threads. */
+  MOERT_ERROR_INTERNAL = 9
+} moert_status;
+
+typedef struct moert_layer moert_layer;
+
+/* --- Errors and versions ------------------------------------------------ */
+
+/* The message of the last failed call on this thread ("" if none). Valid
+ * until the next failing call on the same thread; successful calls leave it
+ * unchanged. */
+MOERT_API const char *moert_last_error(void);
+
+/* A short name for a status, e.g. "format error". Never NULL. */
+MOERT_API const char *moert_status_string(moert_status status);
+
+/* MOERT_ABI_VERSION of the library actually loaded. */
+MOERT_API uint32_t moert_abi_version(void);
+
+/* --- Opening a layer ---------------------------------------------------- */
+
+/* Loads LAYER.so (dlopen with RTLD_NOW | RTLD_LOCAL), checks its ABI version
+ * and validates its metadata. On success *out owns the layer; on failure
+ * *out is set to NULL. A path without '/' is taken relative to the current
+ * directory, not searched for in the library path. */
+MOERT_API moert_status moert_layer_open(const char *so_path, moert_layer **out);
+
+/* Frees the layer's weights, threads and statistics and unloads the
+ * library. NULL is a no-op. No other call may be using the layer. */
+MOERT_API void moert_layer_close(moert_layer *layer);
+
+/* --- Layer properties (from the metadata; 0 / NULL for a NULL layer) ---- */
+
+/* The metadata JSON as embedded in the library (docs/abi.md). */
+MOERT_API const char *moert_layer_metadata(const moert_layer *layer);
+MOERT_API const char *moert_layer_family(const moert_layer *layer);
+MOERT_API int64_t moert_layer_hidden_size(const moert_layer *layer);
+MOERT_API int64_t moert_layer_num_experts(const moert_layer *layer);
+MOERT_API int64_t moert_layer_top_k(const moert_layer *layer);
+/* 1 if the runtime may split a batch into chunks (see docs/abi.md). */
+MOERT_API int moert_layer_token_independent(const moert_layer *layer);
+
+/* --- Weights ------------------------------------------------------------ */
+
+/* Fills every `weight` argument from a safetensors file: tensor
+ * `prefix + name` ({e} replaced by 0..E-1 for stacked arguments), stored as
+ * F32, BF16 or F16, converted to the argument's dtype and packed into its
+ * layout (docs/runtime.md). Checks presence, dtype and shape of every tensor
+ * before converting any. `prefix` may be NULL (""). Replaces weights loaded
+ * earlier only on success. Waits for running forward calls. */
+MOERT_API moert_status moert_layer_load_weights(moert_layer *layer,
+                                                const char *safetensors_path,
+                                                const char *prefix);
+
+/* --- Running ------------------------------------------------------------ */
+
+/* Threads used by one forward call, the caller included: n >= 1, or 0 for
+ * one per hardware thread. The default is 1. */
+MOERT_API moert_status moert_layer_set_threads(moert_layer *layer, int n);
+
+/* y[tokens, hidden] = layer(x[tokens, hidden]), both dense row-major f32;
+ * y must not overlap x. tokens == 0 does nothing (x and y may be NULL).
+ * Token-independent layers run in chunks of at most 8192 tokens, spread over
+ * the layer's threads; the result is bit-identical for any thread count.
+ * Several threads may call this on one layer at once. */
+MOERT_API moert_status moert_layer_forward(moert_layer *layer, const float *x,
+                                           int64_t tokens, float *y);
+
+/* Upper bound on the heap memory one forward call of `tokens` tokens uses
+ * besides x, y and the weights: the layer's own scratch for the chunks that
+ * run at once, plus the runtime's per-call buffers. */
+MOERT_API size_t moert_layer_workspace_bytes(const moert_layer *layer,
+                                             int64_t tokens);
+
+/* --- Expert-load statistics --------------------------------------------- */
+
+/* Token slots routed to each expert, summed over all forward calls since
+ * open or the last reset: tokens_per_expert[num_experts] and the number of
+ * tokens those calls processed. Either pointer may be NULL. */
+MOERT_API moert_status moert_layer_stats(const moert_layer *layer,
+                                         int64_t *tokens_per_expert,
+                                         int64_t *total_tokens);
+
+/* The same for the most recently completed forward call alone. */
+MOERT_API moert_status moert_layer_last_stats(const moert_layer *layer,
+                                              int64_t *tokens_per_expert,
+                                              int64_t *tokens);
+
+/* Zeroes both the running and the last call's statistics. */
+MOERT_API moert_status moert_layer_reset_stats(moert_layer *layer);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* MOERT_MOERT_H */
