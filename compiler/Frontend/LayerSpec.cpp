@@ -73,7 +73,7 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext *context,
       arg(sharedExpertGate), spec.scoring, spec.k, spec.groups,
       spec.topkGroups, spec.groupScore, spec.renormalize,
       llvm::APFloat(spec.scalingFactor), spec.capacity, spec.activation,
-      spec.tileRows);
+      spec.tileRows, /*schedule=*/nullptr);
   func::ReturnOp::create(b, loc, layer.getResults());
   return module;
 }

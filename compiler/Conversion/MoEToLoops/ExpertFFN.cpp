@@ -197,6 +197,7 @@ struct ExpertFFNToLoops : OpRewritePattern<ExpertFFNOp> {
 
   LogicalResult matchAndRewrite(ExpertFFNOp op,
                                 PatternRewriter &rewriter) const override {
+    DotSchedule schedule = scheduleFor(op.getScheduleAttr(), this->schedule);
     LoopEmitter em(rewriter, op.getLoc());
     auto &b = em.builder();
     Value x = em.toBuffer(op.getInput());
@@ -260,6 +261,7 @@ struct SharedExpertToLoops : OpRewritePattern<SharedExpertOp> {
 
   LogicalResult matchAndRewrite(SharedExpertOp op,
                                 PatternRewriter &rewriter) const override {
+    DotSchedule schedule = scheduleFor(op.getScheduleAttr(), this->schedule);
     LoopEmitter em(rewriter, op.getLoc());
     auto &b = em.builder();
     Value x = em.toBuffer(op.getInput());

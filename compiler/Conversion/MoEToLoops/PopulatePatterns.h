@@ -22,6 +22,16 @@ void populateExpertFFNToLoopsPatterns(RewritePatternSet &patterns,
 /// moe.combine.
 void populateCombineToLoopsPatterns(RewritePatternSet &patterns);
 
+/// The op's `#moe.cpu_schedule` when it has one, else `fallback` (the
+/// pass options).
+inline DotSchedule scheduleFor(CPUScheduleAttr attr,
+                               const DotSchedule &fallback) {
+  if (!attr)
+    return fallback;
+  return {attr.getVectorWidth(), attr.getRowBlock(), attr.getColBlock(),
+          attr.getStreamingRows()};
+}
+
 /// The sizes for the dynamic dimensions of `type`, whose leading dimension
 /// (when dynamic) is `leading`.
 SmallVector<Value> leadingDynamicSize(RankedTensorType type, Value leading);

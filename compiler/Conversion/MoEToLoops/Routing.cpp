@@ -60,7 +60,8 @@ struct RouterToLoops : OpRewritePattern<RouterOp> {
 
     emitBlockedDots(
         em, tokens, op.getWeight().getType().getDimSize(0), 1,
-        op.getInput().getType().getDimSize(1), schedule,
+        op.getInput().getType().getDimSize(1),
+        scheduleFor(op.getScheduleAttr(), schedule),
         [&](Value t) { return RowRef{x, {t}}; },
         [&](Value e) -> SmallVector<RowRef> { return {RowRef{w, {e}}}; },
         [&](Value t, Value e, ArrayRef<Value> dots) {

@@ -11,6 +11,7 @@
 #include "compiler/Registration/Registration.h"
 #include "compiler/Target/CPU/CPUTarget.h"
 #include "compiler/Target/LayerABI.h"
+#include "dialect/MoE/IR/MoEOps.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/MLIRContext.h"
@@ -156,14 +157,23 @@ int compile() {
   llvm::Expected<func::FuncOp> entry = prepareEntryFunction(*module);
   if (!entry)
     return fail(inputPath + ": " + llvm::toString(entry.takeError()));
-  if (emit == Emit::moe)
-    return writeOutput([&](llvm::raw_ostream &os) { module->print(os); });
 
   auto machine = createCPUTargetMachine(mcpu == "host" ? StringRef() : StringRef(mcpu));
   if (!machine)
     return fail(llvm::toString(machine.takeError()));
   MoECPUPipelineOptions options;
   chooseSchedule(**machine, options);
+  // The schedule lives in the IR: a layer without one gets the cost model's.
+  auto schedule = CPUScheduleAttr::get(&context, options.vectorWidth,
+                                       options.rowBlock, options.colBlock,
+                                       options.streamingRows);
+  module->walk([&](LayerOp layer) {
+    if (!layer.getScheduleAttr())
+      layer.setScheduleAttr(schedule);
+  });
+
+  if (emit == Emit::moe)
+    return writeOutput([&](llvm::raw_ostream &os) { module->print(os); });
 
   // The ABI metadata describes the weights as the prepared function takes
   // them (packed into panels).

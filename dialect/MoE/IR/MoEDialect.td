@@ -29,6 +29,7 @@ def MoE_Dialect : Dialect {
     index of -1 marks a slot dropped by an expert's capacity.
   }];
   let dependentDialects = ["::mlir::tensor::TensorDialect"];
+  let useDefaultAttributePrinterParser = 1;
 }
 
 class MoE_Op<string mnemonic, list<Trait> traits = []>

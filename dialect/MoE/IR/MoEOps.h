@@ -13,6 +13,9 @@
 
 #include "dialect/MoE/IR/MoEEnums.h.inc"
 
+#define GET_ATTRDEF_CLASSES
+#include "dialect/MoE/IR/MoEAttrs.h.inc"
+
 #define GET_OP_CLASSES
 #include "dialect/MoE/IR/MoEOps.h.inc"
 

@@ -3,6 +3,7 @@
 #ifndef MOE_DIALECT_MOE_IR_MOEOPS_TD
 #define MOE_DIALECT_MOE_IR_MOEOPS_TD
 
+include "dialect/MoE/IR/MoEAttrs.td"
 include "dialect/MoE/IR/MoEDialect.td"
 include "dialect/MoE/IR/MoEEnums.td"
 include "mlir/IR/CommonAttrConstraints.td"
@@ -51,7 +52,9 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
     - shared experts (`shared_up`/`shared_down`, optional `shared_gate`) run on
       every token; `shared_expert_gate` (`[1, hidden]`) scales them by
       `sigmoid(x · shared_expert_gate)`;
-    - `tile_rows`: the row-tile height of the block-aligned dispatch plan.
+    - `tile_rows`: the row-tile height of the block-aligned dispatch plan;
+    - `schedule` (optional, `#moe.cpu_schedule<...>`): the register blocking
+      of the CPU lowering, passed on to the primitives that run matmuls.
 
     Results: the block's output `[tokens, hidden]` and the number of token
     slots routed to each expert (`[experts]`, dropped slots not counted).
@@ -84,7 +87,8 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
     DefaultValuedAttr<F64Attr, "1.0">:$scaling_factor,
     DefaultValuedAttr<MoE_NonNegativeI64, "0">:$capacity,
     MoE_Activation:$activation,
-    DefaultValuedAttr<MoE_PositiveI64, "16">:$tile_rows
+    DefaultValuedAttr<MoE_PositiveI64, "16">:$tile_rows,
+    OptionalAttr<MoE_CPUScheduleAttr>:$schedule
   );
   let results = (outs MoE_FloatTensor2D:$output, MoE_CountTensor:$tokens_per_expert);
   let assemblyFormat = [{
@@ -123,7 +127,8 @@ def MoE_RouterOp : MoE_Op<"router", [Pure]> {
     ```
   }];
   let arguments = (ins MoE_FloatTensor2D:$input, MoE_FloatTensor2D:$weight,
-                       MoE_ScoringFunc:$scoring);
+                       MoE_ScoringFunc:$scoring,
+                       OptionalAttr<MoE_CPUScheduleAttr>:$schedule);
   let results = (outs MoE_FloatTensor2D:$logits, MoE_FloatTensor2D:$scores);
   let assemblyFormat = [{
     $input `,` $weight `scoring` `=` $scoring attr-dict `:` type($input) `,`
@@ -247,7 +252,8 @@ def MoE_ExpertFFNOp : MoE_Op<"expert_ffn", [Pure]> {
     MoE_WeightTensor:$down,
     MoE_Activation:$activation,
     DefaultValuedAttr<MoE_PositiveI64, "16">:$tile_rows,
-    DefaultValuedAttr<MoE_NonNegativeI64, "0">:$weight_panel
+    DefaultValuedAttr<MoE_NonNegativeI64, "0">:$weight_panel,
+    OptionalAttr<MoE_CPUScheduleAttr>:$schedule
   );
   let results = (outs MoE_FloatTensor2D:$output);
   let assemblyFormat = [{
@@ -288,7 +294,8 @@ def MoE_SharedExpertOp : MoE_Op<"shared_expert", [Pure, AttrSizedOperandSegments
     MoE_WeightTensor:$down,
     Optional<MoE_FloatTensor2D>:$expert_gate,
     MoE_Activation:$activation,
-    DefaultValuedAttr<MoE_NonNegativeI64, "0">:$weight_panel
+    DefaultValuedAttr<MoE_NonNegativeI64, "0">:$weight_panel,
+    OptionalAttr<MoE_CPUScheduleAttr>:$schedule
   );
   let results = (outs MoE_FloatTensor2D:$output);
   let assemblyFormat = [{

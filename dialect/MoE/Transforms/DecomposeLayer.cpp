@@ -35,9 +35,10 @@ struct DecomposeLayer : OpRewritePattern<LayerOp> {
     int64_t dyn = ShapedType::kDynamic;
 
     auto scoresType = tensor2D(tokens, experts, element);
+    CPUScheduleAttr schedule = layer.getScheduleAttr();
     auto router = RouterOp::create(rewriter, loc, scoresType, scoresType,
                                    layer.getInput(), layer.getRouterWeight(),
-                                   layer.getScoring());
+                                   layer.getScoring(), schedule);
 
     auto topk = TopKOp::create(
         rewriter, loc, tensor2D(tokens, k, element), tensor2D(tokens, k, i32),
@@ -56,14 +57,16 @@ struct DecomposeLayer : OpRewritePattern<LayerOp> {
         rewriter, loc, tensor2D(dyn, hidden, element), layer.getInput(),
         dispatch.getSortedSlots(), dispatch.getTileExperts(),
         topk.getWeights(), layer.getExpertGate(), layer.getExpertUp(),
-        layer.getExpertDown(), layer.getActivation(), layer.getTileRows());
+        layer.getExpertDown(), layer.getActivation(), layer.getTileRows(),
+        /*weight_panel=*/0, schedule);
 
     Value shared;
     if (layer.getSharedUp())
       shared = SharedExpertOp::create(
           rewriter, loc, layer.getOutput().getType(), layer.getInput(),
           layer.getSharedGate(), layer.getSharedUp(), layer.getSharedDown(),
-          layer.getSharedExpertGate(), layer.getActivation());
+          layer.getSharedExpertGate(), layer.getActivation(),
+          /*weight_panel=*/0, schedule);
 
     auto combine =
         CombineOp::create(rewriter, loc, layer.getOutput().getType(),

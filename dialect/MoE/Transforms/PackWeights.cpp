@@ -63,16 +63,20 @@ struct MoEPackWeightsPass
         return;
       args.push_back(arg);
     }
+    // The op's schedule decides the vector width, hence the panel width.
+    int64_t width = panel;
+    if (CPUScheduleAttr schedule = op.getScheduleAttr())
+      width = schedule.getVectorWidth();
     Builder b(func.getContext());
     for (BlockArgument arg : args) {
       auto type = cast<RankedTensorType>(arg.getType());
       unsigned i = arg.getArgNumber();
       func.setArgAttr(i, "moe.logical_shape",
                       b.getDenseI64ArrayAttr(type.getShape()));
-      func.setArgAttr(i, "moe.panel", b.getI64IntegerAttr(panel));
-      arg.setType(packedType(type, panel));
+      func.setArgAttr(i, "moe.panel", b.getI64IntegerAttr(width));
+      arg.setType(packedType(type, width));
     }
-    op.setWeightPanel(panel);
+    op.setWeightPanel(width);
   }
 };
 } // namespace

@@ -32,7 +32,8 @@ def MoEPackWeightsPass : Pass<"moe-pack-weights", "::mlir::func::FuncOp"> {
   }];
   let options = [
     Option<"panel", "panel", "int64_t", /*default=*/"8",
-           "outputs per panel (the vector width in f32 lanes)">,
+           "outputs per panel (the vector width in f32 lanes) for ops "
+           "without a #moe.cpu_schedule">,
   ];
   let dependentDialects = ["::mlir::moe::MoEDialect"];
 }

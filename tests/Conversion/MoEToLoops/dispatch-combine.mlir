@@ -84,3 +84,16 @@ func.func @expert_ffn_packed(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor
          tensor<8x6x64x8xf32>, tensor<8x8x45x8xf32>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
 }
+
+// An op's #moe.cpu_schedule overrides the pass options: 16-lane vectors.
+// CHECK-LABEL: func @expert_ffn_scheduled
+// CHECK: vector.load %{{.*}} : memref<8x3x64x16xf32>, vector<16xf32>
+// CHECK: vector.broadcast %{{.*}} : f32 to vector<16xf32>
+func.func @expert_ffn_scheduled(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>, %w: tensor<?x2xf32>,
+                                %u: tensor<8x3x64x16xf32>, %d: tensor<8x4x45x16xf32>) -> tensor<?x64xf32> {
+  %y = moe.expert_ffn %x, %r, %t, %w up(%u) down(%d) activation = relu tile_rows = 4
+      weight_panel = 16 {schedule = #moe.cpu_schedule<vector_width = 16, row_block = 4>}
+      : (tensor<?x64xf32>, tensor<?xi32>, tensor<?xi32>, tensor<?x2xf32>, tensor<8x3x64x16xf32>,
+         tensor<8x4x45x16xf32>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}

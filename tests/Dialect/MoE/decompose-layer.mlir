@@ -46,3 +46,18 @@ func.func @deepseek_v3_like(%x: tensor<3x64xf32>, %wr: tensor<16x64xf32>, %b: te
          tensor<1x64xf32>) -> (tensor<3x64xf32>, tensor<16xi64>)
   return %y, %n : tensor<3x64xf32>, tensor<16xi64>
 }
+
+// -----
+
+// The layer's schedule reaches every primitive that runs matmuls.
+// CHECK-LABEL: func @scheduled
+// CHECK: moe.router {{.*}} {schedule = #moe.cpu_schedule<row_block = 4>}
+// CHECK: moe.expert_ffn {{.*}} {schedule = #moe.cpu_schedule<row_block = 4>}
+func.func @scheduled(%x: tensor<?x64xf32>, %wr: tensor<8x64xf32>, %w3: tensor<8x32x64xf32>,
+                     %w2: tensor<8x64x32xf32>) -> (tensor<?x64xf32>, tensor<8xi64>) {
+  %y, %n = moe.layer %x router(%wr) experts(up %w3, down %w2)
+      scoring = softmax k = 2 activation = relu {schedule = #moe.cpu_schedule<row_block = 4>}
+      : (tensor<?x64xf32>, tensor<8x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>)
+      -> (tensor<?x64xf32>, tensor<8xi64>)
+  return %y, %n : tensor<?x64xf32>, tensor<8xi64>
+}

@@ -531,3 +531,21 @@ func.func @layer_stats_shape(%x: tensor<4x64xf32>, %wr: tensor<8x64xf32>, %u: te
       : (tensor<4x64xf32>, tensor<8x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>) -> (tensor<4x64xf32>, tensor<7xi64>)
   return
 }
+
+// -----
+
+func.func @schedule_not_positive(%x: tensor<?x64xf32>, %w: tensor<8x64xf32>) {
+  // expected-error @+1 {{vector_width, row_block and col_block must be positive, got 8, 0, 2}}
+  %l, %s = moe.router %x, %w scoring = softmax {schedule = #moe.cpu_schedule<row_block = 0>}
+      : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x8xf32>, tensor<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @schedule_negative_streaming(%x: tensor<?x64xf32>, %w: tensor<8x64xf32>) {
+  // expected-error @+1 {{streaming_rows must not be negative, got -1}}
+  %l, %s = moe.router %x, %w scoring = softmax {schedule = #moe.cpu_schedule<streaming_rows = -1>}
+      : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x8xf32>, tensor<?x8xf32>
+  return
+}

@@ -107,3 +107,15 @@ func.func @packed_ffn(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>
       : (tensor<?x64xf32>, tensor<5x64x8xf32>, tensor<8x40x8xf32>) -> tensor<?x64xf32>
   return %y, %s : tensor<?x64xf32>, tensor<?x64xf32>
 }
+
+// The CPU schedule attribute: defaults elided, others printed.
+// CHECK-LABEL: func @scheduled_router
+// CHECK: moe.router %{{.*}}, %{{.*}} scoring = softmax {schedule = #moe.cpu_schedule<vector_width = 16, row_block = 12>}
+// CHECK: moe.router %{{.*}}, %{{.*}} scoring = softmax {schedule = #moe.cpu_schedule<>}
+func.func @scheduled_router(%x: tensor<?x64xf32>, %w: tensor<8x64xf32>) -> (tensor<?x8xf32>, tensor<?x8xf32>) {
+  %l, %s = moe.router %x, %w scoring = softmax {schedule = #moe.cpu_schedule<vector_width = 16, row_block = 12>}
+      : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x8xf32>, tensor<?x8xf32>
+  %l2, %s2 = moe.router %x, %w scoring = softmax {schedule = #moe.cpu_schedule<col_block = 2>}
+      : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x8xf32>, tensor<?x8xf32>
+  return %s, %s2 : tensor<?x8xf32>, tensor<?x8xf32>
+}
