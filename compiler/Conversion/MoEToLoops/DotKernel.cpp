@@ -93,66 +93,142 @@ mlir::moe::emitDotBlock(LoopEmitter &em, ArrayRef<RowRef> rows,
   return dots;
 }
 
+namespace {
+/// The operand rows of one register block: activation rows
+/// [row0, row0 + m) times the weight rows (or panels) of outputs
+/// [out0, out0 + n).
+struct RegisterBlock {
+  SmallVector<Value> rowIds, outIds;
+  SmallVector<RowRef> rows, cols;
+};
+
+RegisterBlock gatherBlock(LoopEmitter &em, Value row0, int64_t m, Value out0,
+                  int64_t n, function_ref<RowRef(Value)> activationRow,
+                  function_ref<SmallVector<RowRef>(Value)> weightRows) {
+  auto &b = em.builder();
+  RegisterBlock block;
+  for (int64_t i = 0; i < m; ++i) {
+    block.rowIds.push_back(arith::AddIOp::create(b, row0, em.index(i)));
+    block.rows.push_back(activationRow(block.rowIds.back()));
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    block.outIds.push_back(arith::AddIOp::create(b, out0, em.index(j)));
+    for (RowRef &ref : weightRows(block.outIds.back()))
+      block.cols.push_back(std::move(ref));
+  }
+  return block;
+}
+
+/// body(row0, m) over [0, numRows): blocks of `rowBlock` rows, then the
+/// remaining rows in power-of-two blocks, so that no row runs a narrow,
+/// latency-bound kernel unless it is alone.
+void forEachRowBlock(LoopEmitter &em, Value numRows, int64_t rowBlock,
+                     function_ref<void(Value, int64_t)> body) {
+  auto &b = em.builder();
+  Value mr = em.index(rowBlock);
+  Value fullRows =
+      arith::MulIOp::create(b, arith::DivUIOp::create(b, numRows, mr), mr);
+  auto loop = scf::ForOp::create(b, em.index(0), fullRows, mr);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(loop.getBody()->getTerminator());
+    body(loop.getInductionVar(), rowBlock);
+  }
+  Value rest = arith::SubIOp::create(b, numRows, fullRows);
+  Value row = fullRows;
+  for (int64_t size = llvm::PowerOf2Ceil(rowBlock) / 2; size >= 1; size /= 2) {
+    Value has = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::ne,
+        arith::AndIOp::create(b, rest, em.index(size)), em.index(0));
+    Value start = row;
+    em.ifThen(has, [&] { body(start, size); });
+    row = arith::SelectOp::create(
+        b, has, arith::AddIOp::create(b, row, em.index(size)), row);
+  }
+}
+
+/// body(out0, n) over [0, numOutputs): a loop over blocks of `perBlock`
+/// outputs, then the few left over one at a time.
+void forEachOutputBlock(LoopEmitter &em, int64_t numOutputs, int64_t perBlock,
+                        function_ref<void(Value, int64_t)> body) {
+  auto &b = em.builder();
+  int64_t full = numOutputs / perBlock * perBlock;
+  if (full > 0) {
+    auto loop = scf::ForOp::create(b, em.index(0), em.index(full),
+                                   em.index(perBlock));
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(loop.getBody()->getTerminator());
+    body(loop.getInductionVar(), perBlock);
+  }
+  for (int64_t out = full; out < numOutputs; ++out)
+    body(em.index(out), 1);
+}
+
+/// acc[m][c] = sum over k of broadcast(rows[m][k]) * panel_c[k, :].
+SmallVector<Value> emitPanelBlock(LoopEmitter &em, const RegisterBlock &block,
+                                  int64_t depth, int64_t width) {
+  auto &b = em.builder();
+  auto vecType = VectorType::get({width}, em.f32());
+  Value zero = arith::ConstantOp::create(
+      b, vecType, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0)));
+  SmallVector<Value> init(block.rows.size() * block.cols.size(), zero);
+  auto loop =
+      scf::ForOp::create(b, em.index(0), em.index(depth), em.index(1), init);
+  OpBuilder::InsertionGuard guard(b);
+  Block *body = loop.getBody();
+  if (!body->empty())
+    body->getTerminator()->erase();
+  b.setInsertionPointToEnd(body);
+  Value k = loop.getInductionVar();
+  ValueRange acc = loop.getRegionIterArgs();
+  SmallVector<Value> w, next;
+  for (const RowRef &panel : block.cols) {
+    SmallVector<Value> idx(panel.prefix);
+    idx.append({k, em.index(0)});
+    Type element = cast<MemRefType>(panel.memref.getType()).getElementType();
+    Value v = vector::LoadOp::create(b, VectorType::get({width}, element),
+                                     panel.memref, idx);
+    if (!element.isF32())
+      v = arith::ExtFOp::create(b, vecType, v);
+    w.push_back(v);
+  }
+  for (size_t m = 0; m < block.rows.size(); ++m) {
+    SmallVector<Value> idx(block.rows[m].prefix);
+    idx.push_back(k);
+    Value a = vector::BroadcastOp::create(b, vecType,
+                                          em.load(block.rows[m].memref, idx));
+    for (size_t c = 0; c < block.cols.size(); ++c)
+      next.push_back(vector::FMAOp::create(b, a, w[c],
+                                           acc[m * block.cols.size() + c]));
+  }
+  scf::YieldOp::create(b, next);
+  return SmallVector<Value>(loop.getResults());
+}
+} // namespace
+
 void mlir::moe::emitBlockedDots(
     LoopEmitter &em, Value numRows, int64_t numOutputs,
     int64_t weightsPerOutput, int64_t depth, const DotSchedule &schedule,
     function_ref<RowRef(Value)> activationRow,
     function_ref<SmallVector<RowRef>(Value)> weightRows,
     function_ref<void(Value, Value, ArrayRef<Value>)> epilogue) {
-  auto &b = em.builder();
   int64_t outputsPerBlock =
       std::max<int64_t>(1, schedule.colBlock / weightsPerOutput);
-
   // Output blocks outside, so their weight rows stay in cache while every
   // activation row streams past.
-  Value kStart = em.index(0);
-  int64_t len = depth;
-  auto &sink = epilogue;
-  {
-    auto block = [&](Value row0, int64_t rowsInBlock, Value out0, int64_t n) {
-      SmallVector<Value> rowIds, outIds;
-      SmallVector<RowRef> rows, cols;
-      for (int64_t m = 0; m < rowsInBlock; ++m) {
-        rowIds.push_back(arith::AddIOp::create(b, row0, em.index(m)));
-        rows.push_back(activationRow(rowIds.back()));
-      }
-      for (int64_t j = 0; j < n; ++j) {
-        outIds.push_back(arith::AddIOp::create(b, out0, em.index(j)));
-        for (RowRef &ref : weightRows(outIds.back()))
-          cols.push_back(std::move(ref));
-      }
-      auto dots = emitDotBlock(em, rows, cols, kStart, len, schedule);
-      for (int64_t m = 0; m < rowsInBlock; ++m)
+  forEachOutputBlock(em, numOutputs, outputsPerBlock, [&](Value out0, int64_t n) {
+    forEachRowBlock(em, numRows, schedule.rowBlock, [&](Value row0, int64_t m) {
+      RegisterBlock block =
+          gatherBlock(em, row0, m, out0, n, activationRow, weightRows);
+      auto dots = emitDotBlock(em, block.rows, block.cols, em.index(0), depth,
+                               schedule);
+      for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < n; ++j)
-          sink(rowIds[m], outIds[j],
-               ArrayRef<Value>(dots[m]).slice(j * weightsPerOutput,
-                                              weightsPerOutput));
-    };
-    // For one block of outputs, every row: MR-row blocks, then single rows.
-    auto allRows = [&](Value out0, int64_t n) {
-      Value mr = em.index(schedule.rowBlock);
-      Value fullRows = arith::MulIOp::create(
-          b, arith::DivUIOp::create(b, numRows, mr), mr);
-      auto loop = scf::ForOp::create(b, em.index(0), fullRows, mr);
-      {
-        OpBuilder::InsertionGuard guard(b);
-        b.setInsertionPoint(loop.getBody()->getTerminator());
-        block(loop.getInductionVar(), schedule.rowBlock, out0, n);
-      }
-      em.forEach(fullRows, numRows, [&](Value row) { block(row, 1, out0, n); });
-    };
-    int64_t fullOutputs = numOutputs / outputsPerBlock * outputsPerBlock;
-    if (fullOutputs > 0) {
-      auto loop = scf::ForOp::create(b, em.index(0), em.index(fullOutputs),
-                                     em.index(outputsPerBlock));
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPoint(loop.getBody()->getTerminator());
-      allRows(loop.getInductionVar(), outputsPerBlock);
-    }
-    for (int64_t out = fullOutputs; out < numOutputs; ++out)
-      allRows(em.index(out), 1);
-  };
-
+          epilogue(block.rowIds[i], block.outIds[j],
+                   ArrayRef<Value>(dots[i]).slice(j * weightsPerOutput,
+                                                  weightsPerOutput));
+    });
+  });
 }
 
 void mlir::moe::emitPanelDots(
@@ -162,120 +238,44 @@ void mlir::moe::emitPanelDots(
     function_ref<SmallVector<RowRef>(Value)> panelRefs,
     function_ref<void(Value, Value, ArrayRef<Value>)> epilogue) {
   auto &b = em.builder();
-  int64_t width = schedule.vectorWidth;
-  auto vecType = VectorType::get({width}, em.f32());
+  auto run = [&](Value row0, int64_t m, Value panel0, int64_t n) {
+    RegisterBlock block = gatherBlock(em, row0, m, panel0, n, activationRow, panelRefs);
+    SmallVector<Value> acc =
+        emitPanelBlock(em, block, depth, schedule.vectorWidth);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j)
+        epilogue(block.rowIds[i], block.outIds[j],
+                 ArrayRef<Value>(acc).slice(i * block.cols.size() +
+                                                j * matricesPerPanel,
+                                            matricesPerPanel));
+  };
+
+  // A tile of one or two rows (decoding) runs each row against wide panel
+  // blocks: enough independent accumulators while the weights stream past
+  // once. Others block rows and panels to the register file.
   int64_t panelsPerBlock =
       std::max<int64_t>(1, schedule.colBlock / matricesPerPanel);
-
-  auto block = [&](Value row0, int64_t rowsInBlock, Value panel0, int64_t n) {
-    SmallVector<Value> rowIds, panelIds;
-    SmallVector<RowRef> rows, panels;
-    for (int64_t m = 0; m < rowsInBlock; ++m) {
-      rowIds.push_back(arith::AddIOp::create(b, row0, em.index(m)));
-      rows.push_back(activationRow(rowIds.back()));
-    }
-    for (int64_t j = 0; j < n; ++j) {
-      panelIds.push_back(arith::AddIOp::create(b, panel0, em.index(j)));
-      for (RowRef &ref : panelRefs(panelIds.back()))
-        panels.push_back(std::move(ref));
-    }
-    Value zero = arith::ConstantOp::create(
-        b, vecType, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0)));
-    SmallVector<Value> init(rows.size() * panels.size(), zero);
-    auto loop =
-        scf::ForOp::create(b, em.index(0), em.index(depth), em.index(1), init);
-    {
-      OpBuilder::InsertionGuard guard(b);
-      Block *body = loop.getBody();
-      if (!body->empty())
-        body->getTerminator()->erase();
-      b.setInsertionPointToEnd(body);
-      Value k = loop.getInductionVar();
-      ValueRange acc = loop.getRegionIterArgs();
-      SmallVector<Value> w, next;
-      for (const RowRef &panel : panels) {
-        SmallVector<Value> idx(panel.prefix);
-        idx.append({k, em.index(0)});
-        Type element =
-            cast<MemRefType>(panel.memref.getType()).getElementType();
-        Value v = vector::LoadOp::create(
-            b, VectorType::get({width}, element), panel.memref, idx);
-        if (!element.isF32())
-          v = arith::ExtFOp::create(b, vecType, v);
-        w.push_back(v);
-      }
-      for (size_t m = 0; m < rows.size(); ++m) {
-        SmallVector<Value> idx(rows[m].prefix);
-        idx.push_back(k);
-        Value a = vector::BroadcastOp::create(b, vecType,
-                                              em.load(rows[m].memref, idx));
-        for (size_t c = 0; c < panels.size(); ++c)
-          next.push_back(vector::FMAOp::create(b, a, w[c],
-                                               acc[m * panels.size() + c]));
-      }
-      scf::YieldOp::create(b, next);
-    }
-    SmallVector<Value> results(loop.getResults());
-    for (int64_t m = 0; m < rowsInBlock; ++m)
-      for (int64_t j = 0; j < n; ++j)
-        epilogue(rowIds[m], panelIds[j],
-                 ArrayRef<Value>(results).slice(
-                     m * panels.size() + j * matricesPerPanel,
-                     matricesPerPanel));
-  };
-
-  // For one block of panels, every row: MR-row blocks, then the remaining
-  // rows in power-of-two blocks (so no row runs a narrow, latency-bound
-  // kernel unless it is alone).
-  auto allRows = [&](Value panel0, int64_t n) {
-    Value mr = em.index(schedule.rowBlock);
-    Value fullRows = arith::MulIOp::create(
-        b, arith::DivUIOp::create(b, numRows, mr), mr);
-    auto loop = scf::ForOp::create(b, em.index(0), fullRows, mr);
-    {
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPoint(loop.getBody()->getTerminator());
-      block(loop.getInductionVar(), schedule.rowBlock, panel0, n);
-    }
-    Value rest = arith::SubIOp::create(b, numRows, fullRows);
-    Value row = fullRows;
-    for (int64_t size = llvm::PowerOf2Ceil(schedule.rowBlock) / 2; size >= 1;
-         size /= 2) {
-      Value has = arith::CmpIOp::create(
-          b, arith::CmpIPredicate::ne,
-          arith::AndIOp::create(b, rest, em.index(size)), em.index(0));
-      Value start = row;
-      em.ifThen(has, [&] { block(start, size, panel0, n); });
-      row = arith::SelectOp::create(
-          b, has, arith::AddIOp::create(b, row, em.index(size)), row);
-    }
-  };
-  auto allPanels = [&](int64_t perBlock,
-                       function_ref<void(Value, int64_t)> body) {
-    int64_t fullPanels = numPanels / perBlock * perBlock;
-    if (fullPanels > 0) {
-      auto loop = scf::ForOp::create(b, em.index(0), em.index(fullPanels),
-                                     em.index(perBlock));
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPoint(loop.getBody()->getTerminator());
-      body(loop.getInductionVar(), perBlock);
-    }
-    for (int64_t p = fullPanels; p < numPanels; ++p)
-      body(em.index(p), 1);
-  };
-
-  // One or two rows (decoding): wide panel blocks give each row enough
-  // independent accumulators while the weights stream past once.
   int64_t streamingPanels = std::max<int64_t>(1, 8 / matricesPerPanel);
-  Value streaming = arith::CmpIOp::create(
-      b, arith::CmpIPredicate::ule, numRows,
-      em.index(schedule.streamingRows));
+  Value streaming =
+      arith::CmpIOp::create(b, arith::CmpIPredicate::ule, numRows,
+                            em.index(schedule.streamingRows));
   em.ifThenElse(
       streaming,
       [&] {
-        allPanels(streamingPanels, [&](Value panel0, int64_t n) {
-          em.forEach(0, numRows, [&](Value r) { block(r, 1, panel0, n); });
-        });
+        forEachOutputBlock(em, numPanels, streamingPanels,
+                           [&](Value panel0, int64_t n) {
+                             em.forEach(0, numRows, [&](Value r) {
+                               run(r, 1, panel0, n);
+                             });
+                           });
       },
-      [&] { allPanels(panelsPerBlock, allRows); });
+      [&] {
+        forEachOutputBlock(
+            em, numPanels, panelsPerBlock, [&](Value panel0, int64_t n) {
+              forEachRowBlock(em, numRows, schedule.rowBlock,
+                              [&](Value row0, int64_t m) {
+                                run(row0, m, panel0, n);
+                              });
+            });
+      });
 }
