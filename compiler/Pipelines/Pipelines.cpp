@@ -57,12 +57,18 @@ void mlir::moe::buildMoECPUToLoopsPipeline(
 }
 
 void mlir::moe::buildMoELoopsToLLVMPipeline(OpPassManager &pm) {
+  // Parallel loops (the tile loops) become OpenMP worksharing loops.
+  pm.addPass(createConvertSCFToOpenMPPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
+  // Before scf-to-cf: the memref.alloca_scope that scf-to-openmp wraps a
+  // parallel body in must still hold a single block when it is lowered.
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(createConvertMathToLLVMPass());
   // What LLVM has no intrinsic for (erf, tanh) becomes a libm call.
   pm.addPass(createConvertMathToLibmPass());
+  pm.addPass(createConvertOpenMPToLLVMPass());
   pm.addPass(createConvertToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
 }

@@ -69,16 +69,24 @@ namespace {
 /// What the metadata needs of the layer, before or after decomposition.
 struct LayerSummary {
   int64_t hidden = 0, experts = 0, k = 0, tileRows = 0, capacity = 0;
+  int64_t width = 0; // the widest expert (routed or shared)
 };
 
 LayerSummary summarize(func::FuncOp entry) {
   LayerSummary s;
   entry.walk([&](Operation *op) {
     if (auto layer = dyn_cast<LayerOp>(op)) {
-      s = {layer.getHiddenSize(), layer.getNumExperts(),
+      auto width = [](Value w) {
+        return w ? cast<ShapedType>(w.getType()).getDimSize(
+                       cast<ShapedType>(w.getType()).getRank() - 2)
+                 : 0;
+      };
+      s = {layer.getHiddenSize(),
+           layer.getNumExperts(),
            static_cast<int64_t>(layer.getK()),
            static_cast<int64_t>(layer.getTileRows()),
-           static_cast<int64_t>(layer.getCapacity())};
+           static_cast<int64_t>(layer.getCapacity()),
+           std::max(width(layer.getExpertUp()), width(layer.getSharedUp()))};
     } else if (auto topk = dyn_cast<TopKOp>(op)) {
       s.experts = topk.getScores().getType().getDimSize(1);
       s.k = topk.getK();
@@ -86,6 +94,9 @@ LayerSummary summarize(func::FuncOp entry) {
     } else if (auto ffn = dyn_cast<ExpertFFNOp>(op)) {
       s.hidden = ffn.getInput().getType().getDimSize(1);
       s.tileRows = ffn.getTileRows();
+      s.width = std::max(s.width, ffn.getWidth());
+    } else if (auto shared = dyn_cast<SharedExpertOp>(op)) {
+      s.width = std::max(s.width, shared.getWidth());
     }
   });
   return s;
@@ -154,6 +165,9 @@ std::string mlir::moe::buildLayerMetadata(ModuleOp module,
   // per expert, one partly padded tile of rows.
   int64_t perToken = 4 * (2 * experts + 4 * k + k * hidden + 3 * hidden);
   int64_t fixed = experts * tile * (4 * hidden + 8) + 64 * 1024;
+  // Each thread running a tile holds its rows' tokens, scales and hidden
+  // activations (routed and shared experts may not overlap, so twice).
+  int64_t perThread = 2 * tile * (4 * (layer.width + 64) + 16);
 
   StringRef family = "custom";
   if (auto attr = module->getAttrOfType<StringAttr>("moe.family"))
@@ -169,6 +183,8 @@ std::string mlir::moe::buildLayerMetadata(ModuleOp module,
       {"token_independent", layer.capacity == 0},
       {"workspace_bytes_per_token", perToken},
       {"workspace_bytes_fixed", fixed},
+      {"workspace_bytes_per_thread", perThread},
+      {"threading", "openmp"},
       {"arguments", std::move(arguments)},
   };
   return llvm::formatv("{0}", json::Value(std::move(metadata))).str();

@@ -103,6 +103,10 @@ std::unique_ptr<Layer> Layer::open(const std::string &path) {
          "moec_abi_version() = {}",
          path, layer->metadata_.abiVersion, abi);
 
+  if (layer->metadata_.openmp)
+    layer->ompSetNumThreads_ = reinterpret_cast<SetThreadsFn>(
+        symbol(library, "omp_set_num_threads", path));
+
   size_t experts = size_t(layer->metadata_.numExperts);
   layer->totalCounts_.assign(experts, 0);
   layer->lastCounts_.assign(experts, 0);
@@ -117,9 +121,10 @@ void Layer::setThreads(int n) {
          "thread count {} is out of range [0, {}]", n, kMaxThreads);
   if (n == 0)
     n = int(std::max(1u, std::thread::hardware_concurrency()));
-  // Start the new workers before waiting for running calls to finish.
+  // Start the new workers before waiting for running calls to finish. An
+  // OpenMP layer parallelises inside each call and needs no pool.
   std::unique_ptr<ThreadPool> pool;
-  if (n > 1)
+  if (n > 1 && !metadata_.openmp)
     pool = std::make_unique<ThreadPool>(unsigned(n - 1));
   std::unique_lock<std::shared_mutex> lock(stateMutex_);
   threads_ = n;
@@ -130,6 +135,8 @@ void Layer::setThreads(int n) {
 int64_t Layer::chunkTokens(int64_t tokens) const {
   if (!metadata_.tokenIndependent || tokens == 0)
     return tokens; // One call sees the whole batch (e.g. capacity order).
+  if (metadata_.openmp) // Chunks only bound the memory; threads are inside.
+    return std::min(kMaxChunkTokens, tokens);
   int64_t perThread = (tokens + threads_ - 1) / threads_;
   return std::min(
       {std::max(perThread, kMinChunkTokens), kMaxChunkTokens, tokens});
@@ -190,6 +197,10 @@ void Layer::forward(const float *x, int64_t tokens, float *y) {
   size_t chunks = tokens ? size_t((tokens + chunk - 1) / chunk) : 0;
   std::vector<int64_t> counts(chunks * size_t(experts), 0);
   std::function<void(size_t)> runChunk = [&](size_t c) {
+    // OpenMP's thread count is a per-thread setting: set it on the thread
+    // that enters the layer.
+    if (ompSetNumThreads_)
+      ompSetNumThreads_(threads_);
     int64_t start = int64_t(c) * chunk;
     callLayer(x + start * hidden, std::min(chunk, tokens - start),
               y + start * hidden, counts.data() + c * size_t(experts));
@@ -214,9 +225,12 @@ size_t Layer::workspaceBytes(int64_t tokens) const {
   std::shared_lock<std::shared_mutex> lock(stateMutex_);
   size_t chunk = size_t(chunkTokens(tokens));
   size_t chunks = (size_t(tokens) + chunk - 1) / chunk;
-  size_t concurrent = std::min(chunks, size_t(threads_));
-  size_t perCall = saturatingMulAdd(metadata_.workspaceBytesPerToken, chunk,
-                                    metadata_.workspaceBytesFixed);
+  size_t concurrent =
+      metadata_.openmp ? 1 : std::min(chunks, size_t(threads_));
+  size_t perCall = saturatingMulAdd(
+      metadata_.workspaceBytesPerToken, chunk,
+      saturatingMulAdd(metadata_.workspaceBytesPerThread, size_t(threads_),
+                       metadata_.workspaceBytesFixed));
   // The runtime's own: per-chunk expert counts, per-call descriptors.
   size_t own = chunks * size_t(metadata_.numExperts) * sizeof(int64_t) +
                concurrent * metadata_.arguments.size() *

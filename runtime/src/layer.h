@@ -57,6 +57,7 @@ private:
     void operator()(void *handle) const;
   };
   using ForwardFn = void (*)(void **);
+  using SetThreadsFn = void (*)(int);
 
   Layer() = default;
   int64_t chunkTokens(int64_t tokens) const;
@@ -69,6 +70,7 @@ private:
   // Declared first so that it is closed last, after everything it ran.
   std::unique_ptr<void, LibraryCloser> library_;
   ForwardFn forward_ = nullptr;
+  SetThreadsFn ompSetNumThreads_ = nullptr; // OpenMP layers only
   std::string path_;
   std::string metadataJson_;
   LayerMetadata metadata_;

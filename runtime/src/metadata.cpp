@@ -266,6 +266,17 @@ LayerMetadata parseLayerMetadata(std::string_view text,
       uint64_t(r.integer(root, "", "workspace_bytes_per_token", 0));
   m.workspaceBytesFixed =
       uint64_t(r.integer(root, "", "workspace_bytes_fixed", 0));
+  if (root.contains("workspace_bytes_per_thread"))
+    m.workspaceBytesPerThread =
+        uint64_t(r.integer(root, "", "workspace_bytes_per_thread", 0));
+  if (root.contains("threading")) {
+    std::string threading = r.string(root, "", "threading");
+    if (threading == "openmp")
+      m.openmp = true;
+    else if (threading != "none")
+      r.invalid("field 'threading' is '{}', expected none or openmp",
+                threading);
+  }
   parseArguments(r, root, m);
   return m;
 }

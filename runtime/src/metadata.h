@@ -47,8 +47,13 @@ struct LayerMetadata {
   int64_t numExperts = 0;
   int64_t topK = 0; // 0 when absent
   bool tokenIndependent = false;
+  /// The layer runs its own parallel loops with LLVM's OpenMP runtime
+  /// ("threading": "openmp"); the runtime then sets its thread count
+  /// instead of running chunks on its own pool.
+  bool openmp = false;
   uint64_t workspaceBytesPerToken = 0;
   uint64_t workspaceBytesFixed = 0;
+  uint64_t workspaceBytesPerThread = 0;
   std::vector<ArgumentSpec> arguments; // in moec_forward's order
   size_t inputIndex = 0, outputIndex = 0, statsIndex = 0;
 };

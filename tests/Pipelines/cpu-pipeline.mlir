@@ -9,7 +9,10 @@
 // LOOPS: memref.dealloc
 // LOOPS: return
 
+// The tile loops run as OpenMP worksharing loops.
 // LLVM: llvm.func @moe_forward
+// LLVM: omp.parallel
+// LLVM: omp.wsloop
 // LLVM-NOT: scf.
 // LLVM-NOT: memref.
 // LLVM-NOT: moe.

@@ -170,12 +170,15 @@ int64_t paddedWidth(int64_t width, int64_t panel) {
   return panel ? llvm::divideCeilSigned(width, panel) * panel : width;
 }
 
+/// Scratch of one tile, allocated inside the (parallel) tile loop so that
+/// each thread has its own; heap, because tile_rows x width floats can
+/// exceed a worker thread's stack.
 TileScratch allocTileScratch(LoopEmitter &em, int64_t tileRows,
                              int64_t width) {
   auto &b = em.builder();
   TileScratch s;
-  s.rows.token = em.scratch(MemRefType::get({tileRows}, b.getIndexType()));
-  s.rows.scale = em.scratch(MemRefType::get({tileRows}, em.f32()));
+  s.rows.token = em.alloc(MemRefType::get({tileRows}, b.getIndexType()));
+  s.rows.scale = em.alloc(MemRefType::get({tileRows}, em.f32()));
   s.hidden = em.alloc(MemRefType::get({tileRows, width}, em.f32()));
   return s;
 }
@@ -214,12 +217,13 @@ struct ExpertFFNToLoops : OpRewritePattern<ExpertFFNOp> {
     Value out = em.alloc(type, leadingDynamicSize(type, em.dim(sorted, 0)));
     if (failed(checkPanelWidth(op, rewriter, schedule)))
       return failure();
-    TileScratch scratch = allocTileScratch(
-        em, tileRows, paddedWidth(op.getWidth(), op.getWeightPanel()));
+    int64_t width = paddedWidth(op.getWidth(), op.getWeightPanel());
 
-    // One flat loop over tiles: every row of a tile has the same expert,
-    // and its used rows come first (padding ends each expert's segment).
-    em.forEach(0, em.dim(tileExperts, 0), [&](Value tile) {
+    // One flat parallel loop over tiles: every row of a tile has the same
+    // expert, and its used rows come first (padding ends each expert's
+    // segment). Tiles write disjoint rows, so any thread may run any tile.
+    em.parallelForEach(em.index(0), em.dim(tileExperts, 0), [&](Value tile) {
+      TileScratch scratch = allocTileScratch(em, tileRows, width);
       Value expert = em.toIndex(em.load(tileExperts, {tile}));
       Value base = arith::MulIOp::create(b, tile, em.index(tileRows));
       Value valid = em.reduce(
@@ -277,15 +281,15 @@ struct SharedExpertToLoops : OpRewritePattern<SharedExpertOp> {
     Value out = em.alloc(type, leadingDynamicSize(type, tokens));
     if (failed(checkPanelWidth(op, rewriter, schedule)))
       return failure();
-    TileScratch scratch = allocTileScratch(
-        em, tileRows, paddedWidth(op.getWidth(), op.getWeightPanel()));
-    if (!expertGate)
-      scratch.rows.scale = Value();
+    int64_t width = paddedWidth(op.getWidth(), op.getWeightPanel());
 
-    // Tiles of consecutive tokens.
+    // Parallel tiles of consecutive tokens.
     Value rowsPerTile = em.index(tileRows);
     Value numTiles = arith::CeilDivUIOp::create(b, tokens, rowsPerTile);
-    em.forEach(0, numTiles, [&](Value tile) {
+    em.parallelForEach(em.index(0), numTiles, [&](Value tile) {
+      TileScratch scratch = allocTileScratch(em, tileRows, width);
+      if (!expertGate)
+        scratch.rows.scale = Value();
       Value base = arith::MulIOp::create(b, tile, rowsPerTile);
       Value valid = arith::MinUIOp::create(
           b, rowsPerTile, arith::SubIOp::create(b, tokens, base));

@@ -117,6 +117,15 @@ void LoopEmitter::forEach(Value lb, Value ub, function_ref<void(Value)> body) {
   body(loop.getInductionVar());
 }
 
+void LoopEmitter::parallelForEach(Value lb, Value ub,
+                                  function_ref<void(Value)> body) {
+  auto loop = scf::ParallelOp::create(b, ValueRange{lb}, ValueRange{ub},
+                                      ValueRange{index(1)});
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(loop.getBody()->getTerminator());
+  body(loop.getInductionVars()[0]);
+}
+
 SmallVector<Value>
 LoopEmitter::reduce(Value lb, Value ub, ValueRange init,
                     function_ref<SmallVector<Value>(Value, ValueRange)> body) {

@@ -64,6 +64,9 @@ public:
   void forEach(int64_t lb, Value ub, function_ref<void(Value)> body) {
     forEach(index(lb), ub, body);
   }
+  /// An scf.parallel loop: iterations that touch disjoint memory and may run
+  /// on different threads (see convert-scf-to-openmp).
+  void parallelForEach(Value lb, Value ub, function_ref<void(Value)> body);
   /// A loop carrying values: returns the final `carried`.
   SmallVector<Value> reduce(Value lb, Value ub, ValueRange init,
                             function_ref<SmallVector<Value>(Value, ValueRange)> body);

@@ -6,6 +6,7 @@
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
@@ -57,6 +58,7 @@ llvm::Expected<std::unique_ptr<llvm::Module>> mlir::moe::translateLayerToLLVMIR(
   DialectRegistry registry;
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
+  registerOpenMPDialectTranslation(registry);
   module.getContext()->appendDialectRegistry(registry);
 
   std::unique_ptr<llvm::Module> llvmModule =
@@ -99,12 +101,16 @@ llvm::Error mlir::moe::linkSharedLibrary(llvm::StringRef objectPath,
                    "' (install lld-22 or set MOEC_LINKER)");
     linker = *found;
   }
-  // The generated code needs libm (expf, erff, tanhf) and libc (malloc).
+  // The generated code needs libm (expf, erff, tanhf), libc (malloc) and
+  // LLVM's OpenMP runtime (its parallel tile loops), found through RPATH.
+  std::string ompDir = MOEC_OPENMP_LIBRARY_DIR;
+  std::string ompSearch = "-L" + ompDir, ompRpath = "-rpath=" + ompDir;
   llvm::SmallVector<llvm::StringRef> args = {
       linker,       "-shared",     "--eh-frame-hdr", "-z",  "noexecstack",
       "-z",         "now",         "-o",             outputPath,
       objectPath,   "-L/lib/x86_64-linux-gnu", "-L/usr/lib/x86_64-linux-gnu",
-      "-l:libm.so.6", "-l:libc.so.6"};
+      ompSearch,    ompRpath,      "-l:libomp.so.5", "-l:libm.so.6",
+      "-l:libc.so.6"};
   std::string message;
   int rc = llvm::sys::ExecuteAndWait(linker, args, std::nullopt, {}, 0, 0,
                                      &message);

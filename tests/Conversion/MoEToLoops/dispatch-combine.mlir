@@ -16,13 +16,14 @@ func.func @dispatch(%i: tensor<?x2xi32>) -> (tensor<?xi32>, tensor<?x2xi32>, ten
   return %r, %s, %o, %t : tensor<?xi32>, tensor<?x2xi32>, tensor<9xi32>, tensor<?xi32>
 }
 
-// Per tile: the used rows' tokens and routing weights, zeroed padding rows,
-// then the gate/up dot-product kernel (vector loads along the hidden size,
-// one reduction per output) and the down projection scaled by the routing
-// weight.
+// One parallel loop over tiles. Per tile (with its own scratch): the used
+// rows' tokens and routing weights, zeroed padding rows, then the gate/up
+// dot-product kernel (vector loads along the hidden size, one reduction per
+// output) and the down projection scaled by the routing weight.
 // CHECK-LABEL: func @expert_ffn
-// CHECK-DAG: %[[TOKENS:.*]] = memref.alloca() {alignment = 64 : i64} : memref<4xindex>
-// CHECK-DAG: %[[SCALE:.*]] = memref.alloca() {alignment = 64 : i64} : memref<4xf32>
+// CHECK: scf.parallel
+// CHECK-DAG: %[[TOKENS:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4xindex>
+// CHECK-DAG: %[[SCALE:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4xf32>
 // CHECK-DAG: %[[HIDDEN:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4x32xf32>
 // CHECK: arith.divui
 // CHECK: arith.remui
@@ -69,6 +70,7 @@ func.func @combine(%rows: tensor<?x64xf32>, %sr: tensor<?x2xi32>, %a: tensor<?x6
 // Packed weights: one panel vector per k, the activation broadcast, no
 // reductions; the hidden activations are stored a vector at a time.
 // CHECK-LABEL: func @expert_ffn_packed
+// CHECK: scf.parallel
 // CHECK: memref.alloc() {alignment = 64 : i64} : memref<4x48xf32>
 // CHECK: vector.load %{{.*}} : memref<8x6x64x8xf32>, vector<8xf32>
 // CHECK: vector.broadcast %{{.*}} : f32 to vector<8xf32>
