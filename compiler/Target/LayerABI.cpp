@@ -111,6 +111,46 @@ static StringRef dtypeName(Type element) {
   return "f32";
 }
 
+/// The layer's routing attributes, for tools that reimplement it (moe-bench's
+/// baselines) and for users inspecting a compiled layer; read from
+/// moe.layer or, once decomposed, from the primitives.
+static json::Object routingOf(func::FuncOp entry) {
+  json::Object routing;
+  auto selection = [&](auto op) {
+    routing["k"] = static_cast<int64_t>(op.getK());
+    routing["groups"] = static_cast<int64_t>(op.getGroups());
+    routing["topk_groups"] = static_cast<int64_t>(op.getTopkGroups());
+    routing["group_score"] = stringifyGroupScore(op.getGroupScore());
+    routing["selection_bias"] = static_cast<bool>(op.getSelectionBias());
+    routing["renormalize"] = op.getRenormalize();
+    routing["scaling_factor"] = op.getScalingFactor().convertToDouble();
+    routing["capacity"] = static_cast<int64_t>(op.getCapacity());
+  };
+  entry.walk([&](Operation *op) {
+    if (auto layer = dyn_cast<LayerOp>(op)) {
+      selection(layer);
+      routing["scoring"] = stringifyScoringFunc(layer.getScoring());
+      routing["activation"] = stringifyActivation(layer.getActivation());
+      routing["gated"] = static_cast<bool>(layer.getExpertGate());
+      routing["shared_gated"] = static_cast<bool>(layer.getSharedGate());
+      routing["shared_sigmoid_gate"] =
+          static_cast<bool>(layer.getSharedExpertGate());
+    } else if (auto topk = dyn_cast<TopKOp>(op)) {
+      selection(topk);
+    } else if (auto router = dyn_cast<RouterOp>(op)) {
+      routing["scoring"] = stringifyScoringFunc(router.getScoring());
+    } else if (auto ffn = dyn_cast<ExpertFFNOp>(op)) {
+      routing["activation"] = stringifyActivation(ffn.getActivation());
+      routing["gated"] = static_cast<bool>(ffn.getGate());
+    } else if (auto shared = dyn_cast<SharedExpertOp>(op)) {
+      routing["shared_gated"] = static_cast<bool>(shared.getGate());
+      routing["shared_sigmoid_gate"] =
+          static_cast<bool>(shared.getExpertGate());
+    }
+  });
+  return routing;
+}
+
 static json::Array shapeOf(ShapedType type) {
   json::Array shape;
   for (int64_t d : type.getShape())
@@ -182,6 +222,7 @@ std::string mlir::moe::buildLayerMetadata(ModuleOp module,
       {"capacity", layer.capacity},
       {"token_independent", layer.capacity == 0},
       {"workspace_bytes_per_token", perToken},
+      {"routing", routingOf(entry)},
       {"workspace_bytes_fixed", fixed},
       {"workspace_bytes_per_thread", perThread},
       {"threading", "openmp"},
