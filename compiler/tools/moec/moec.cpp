@@ -29,6 +29,7 @@
 #include "llvm/Support/Path.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
+#include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/Target/TargetMachine.h"
 
 using namespace mlir;
@@ -123,7 +124,8 @@ OwningOpRef<ModuleOp> loadInput(MLIRContext &context, llvm::SourceMgr &sources) 
 /// 12 x 2. Flags override.
 void chooseSchedule(llvm::TargetMachine &machine,
                     MoECPUPipelineOptions &options) {
-  bool avx512 = machine.getTargetFeatureString().contains("+avx512f");
+  // The subtarget knows the features of a named --mcpu too.
+  bool avx512 = machine.getMCSubtargetInfo()->checkFeatures("+avx512f");
   options.vectorWidth = vectorWidth ? vectorWidth : (avx512 ? 16 : 8);
   options.rowBlock = rowBlock ? rowBlock : (avx512 ? 12 : 6);
   options.colBlock = colBlock ? colBlock : 2;
