@@ -119,8 +119,9 @@ RegisterBlock gatherBlock(LoopEmitter &em, Value row0, int64_t m, Value out0,
   return block;
 }
 
-/// body(row0, m) over [0, numRows): blocks of `rowBlock` rows, then the
-/// remaining rows in power-of-two blocks, so that no row runs a narrow,
+/// body(row0, m) over [0, numRows): blocks of `rowBlock` rows, then one
+/// block of exactly the remaining rows (a kernel per possible remainder), so
+/// every weight is read once per `rowBlock` rows and no row runs a narrow,
 /// latency-bound kernel unless it is alone.
 void forEachRowBlock(LoopEmitter &em, Value numRows, int64_t rowBlock,
                      function_ref<void(Value, int64_t)> body) {
@@ -135,15 +136,10 @@ void forEachRowBlock(LoopEmitter &em, Value numRows, int64_t rowBlock,
     body(loop.getInductionVar(), rowBlock);
   }
   Value rest = arith::SubIOp::create(b, numRows, fullRows);
-  Value row = fullRows;
-  for (int64_t size = llvm::PowerOf2Ceil(rowBlock) / 2; size >= 1; size /= 2) {
-    Value has = arith::CmpIOp::create(
-        b, arith::CmpIPredicate::ne,
-        arith::AndIOp::create(b, rest, em.index(size)), em.index(0));
-    Value start = row;
-    em.ifThen(has, [&] { body(start, size); });
-    row = arith::SelectOp::create(
-        b, has, arith::AddIOp::create(b, row, em.index(size)), row);
+  for (int64_t size = 1; size < rowBlock; ++size) {
+    Value exact = arith::CmpIOp::create(b, arith::CmpIPredicate::eq, rest,
+                                        em.index(size));
+    em.ifThen(exact, [&] { body(fullRows, size); });
   }
 }
 
@@ -250,24 +246,29 @@ void mlir::moe::emitPanelDots(
                                             matricesPerPanel));
   };
 
-  // A tile of one or two rows (decoding) runs each row against wide panel
-  // blocks: enough independent accumulators while the weights stream past
-  // once. Others block rows and panels to the register file.
+  // A tile of at most `streamingRows` rows (decoding, or experts with a
+  // token or two) runs all its rows together against wide panel blocks:
+  // enough independent accumulators, and every weight read exactly once.
+  // Others block rows and panels to the register file.
   int64_t panelsPerBlock =
       std::max<int64_t>(1, schedule.colBlock / matricesPerPanel);
-  int64_t streamingPanels = std::max<int64_t>(1, 8 / matricesPerPanel);
   Value streaming =
       arith::CmpIOp::create(b, arith::CmpIPredicate::ule, numRows,
                             em.index(schedule.streamingRows));
   em.ifThenElse(
       streaming,
       [&] {
-        forEachOutputBlock(em, numPanels, streamingPanels,
-                           [&](Value panel0, int64_t n) {
-                             em.forEach(0, numRows, [&](Value r) {
-                               run(r, 1, panel0, n);
-                             });
-                           });
+        for (int64_t m = 1; m <= schedule.streamingRows; ++m) {
+          Value exact = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                              numRows, em.index(m));
+          int64_t panels = std::max<int64_t>(1, 8 / (matricesPerPanel * m));
+          em.ifThen(exact, [&] {
+            forEachOutputBlock(em, numPanels, panels,
+                               [&](Value panel0, int64_t n) {
+                                 run(em.index(0), m, panel0, n);
+                               });
+          });
+        }
       },
       [&] {
         forEachOutputBlock(
