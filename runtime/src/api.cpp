@@ -11,6 +11,7 @@
 #include "runtime/src/layer.h"
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 
 using moert::fail;
@@ -34,7 +35,13 @@ extern "C" {
 const char *moert_last_error(void) { return moert::lastError(); }
 
 const char *moert_status_string(moert_status status) {
-  switch (status) {
+  // A C caller may pass any int; in C++ an enum without a fixed type holds
+  // only its enumerators' range, so reading `status` as one would be
+  // undefined for other values (UBSan: -fsanitize=enum). Read the int.
+  int code;
+  static_assert(sizeof code == sizeof status, "moert_status is int-sized");
+  std::memcpy(&code, &status, sizeof code);
+  switch (code) {
   case MOERT_OK:
     return "ok";
   case MOERT_ERROR_INVALID_ARGUMENT:

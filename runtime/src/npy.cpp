@@ -254,6 +254,20 @@ NpyArray readNpyF32(const std::string &path, size_t rank) {
         count > (uint64_t(1) << 60))
       fail(MOERT_ERROR_FORMAT, "{}: shape {} is too large", path,
            formatShape(shape.ints));
+  // A header may promise more data than the file holds: check before
+  // allocating, so that a small corrupt file cannot claim gigabytes.
+  struct stat st;
+  long at = std::ftell(f.get());
+  if (::fstat(::fileno(f.get()), &st) == 0 && S_ISREG(st.st_mode) && at >= 0) {
+    uint64_t left = uint64_t(st.st_size) > uint64_t(at)
+                        ? uint64_t(st.st_size) - uint64_t(at)
+                        : 0;
+    if (left / sizeof(float) < count)
+      fail(MOERT_ERROR_FORMAT,
+           "{}: file is truncated: shape {} needs {} bytes of data, found {}",
+           path, formatShape(shape.ints), count * sizeof(float),
+           left / sizeof(float) * sizeof(float));
+  }
   NpyArray array;
   array.shape = shape.ints;
   array.data.resize(count);

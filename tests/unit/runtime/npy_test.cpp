@@ -122,6 +122,11 @@ TEST_CASE("npy: errors", "[npy]") {
         "corrupt .npy header: expected a non-negative integer at offset 27");
   CHECK(error(npyBytes(dictFor("<f4", "(99999999999, 99999999999)"), six)) ==
         "shape [99999999999, 99999999999] is too large");
+  // A small file promising 64 GB of data fails before allocating any of it
+  // (found by tests/fuzz: it used to allocate and zero the promised size).
+  CHECK(error(npyBytes(dictFor("<f4", "(1000000000, 16)"), six)) ==
+        "file is truncated: shape [1000000000, 16] needs 64000000000 bytes "
+        "of data, found 24");
 }
 
 TEST_CASE("npy: write errors", "[npy]") {
