@@ -7,6 +7,7 @@
 
 #include "compiler/Frontend/HFConfig.h"
 
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
@@ -26,6 +27,16 @@ ArrayRef<StringRef> mlir::moe::supportedFamilies() {
 }
 
 namespace {
+/// A string from the config, quoted for an error message: control and
+/// non-ASCII bytes escaped (\0A), so that the message stays one line.
+std::string quoted(StringRef value) {
+  std::string out = "'";
+  llvm::raw_string_ostream os(out);
+  llvm::printEscapedString(value, os);
+  os << "'";
+  return out;
+}
+
 /// Typed access to a config object; the first error wins and later reads
 /// return defaults, so a family reader stays a flat list of keys.
 class ConfigReader {
@@ -99,9 +110,9 @@ public:
                    .Case("relu", Activation::relu)
                    .Default(std::nullopt);
     if (!act)
-      fail(llvm::formatv("unsupported activation '{0}' in '{1}' (supported: "
+      fail(llvm::formatv("unsupported activation {0} in '{1}' (supported: "
                          "silu, gelu, gelu_pytorch_tanh, gelu_new, relu)",
-                         name, key));
+                         quoted(name), key));
     return act.value_or(Activation::silu);
   }
 
@@ -204,16 +215,16 @@ void readDeepSeekV2(ConfigReader &r, LayerSpec &spec) {
   readDeepSeekCommon(r, spec);
   std::string scoring = r.string("scoring_func", "softmax");
   if (scoring != "softmax")
-    r.fail("deepseek_v2 supports scoring_func 'softmax' only, got '" +
-           scoring + "'");
+    r.fail("deepseek_v2 supports scoring_func 'softmax' only, got " +
+           quoted(scoring));
   std::string method = r.string("topk_method", "greedy");
   if (method == "group_limited_greedy") {
     spec.groups = r.positive("n_group");
     spec.topkGroups = r.positive("topk_group");
     spec.groupScore = GroupScore::max;
   } else if (method != "greedy") {
-    r.fail("unsupported topk_method '" + method +
-           "' (deepseek_v2: greedy, group_limited_greedy)");
+    r.fail("unsupported topk_method " + quoted(method) +
+           " (deepseek_v2: greedy, group_limited_greedy)");
   }
   // DeepSeek-V2 either renormalises or scales, never both.
   double scale = r.number("routed_scaling_factor", 1.0);
@@ -228,11 +239,12 @@ void readDeepSeekV3(ConfigReader &r, LayerSpec &spec) {
   readDeepSeekCommon(r, spec);
   std::string scoring = r.string("scoring_func", "sigmoid");
   if (scoring != "sigmoid")
-    r.fail("deepseek_v3 supports scoring_func 'sigmoid' only, got '" +
-           scoring + "'");
+    r.fail("deepseek_v3 supports scoring_func 'sigmoid' only, got " +
+           quoted(scoring));
   std::string method = r.string("topk_method", "noaux_tc");
   if (method != "noaux_tc")
-    r.fail("unsupported topk_method '" + method + "' (deepseek_v3: noaux_tc)");
+    r.fail("unsupported topk_method " + quoted(method) +
+           " (deepseek_v3: noaux_tc)");
   spec.scoring = ScoringFunc::sigmoid;
   // Absent keys take DeepseekV3Config's defaults, as the reference does.
   spec.groups = r.positiveOr("n_group", 8);
@@ -329,8 +341,8 @@ llvm::Expected<LayerSpec> mlir::moe::parseHFConfig(StringRef text) {
   else
     return llvm::createStringError(
         llvm::inconvertibleErrorCode(),
-        "unknown model_type '" + family->str() +
-            "' (supported: " + llvm::join(supportedFamilies(), ", ") + ")");
+        "unknown model_type " + quoted(*family) +
+            " (supported: " + llvm::join(supportedFamilies(), ", ") + ")");
   if (llvm::Error err = r.takeError())
     return std::move(err);
   checkSelection(r, spec);

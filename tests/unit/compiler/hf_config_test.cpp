@@ -143,4 +143,14 @@ TEST_CASE("errors name the key and the family") {
   CHECK(error(R"({"model_type": "switch_transformers", "d_model": 64,
       "d_ff": 32, "num_experts": 8, "feed_forward_proj": "gated-gelu"})")
             .find("gated experts") != std::string::npos);
+  // Strings from the config are escaped: a message stays one line
+  // (found by tests/fuzz, hf-config).
+  CHECK(error(R"({"model_type": "mix\ntral"})") ==
+        "unknown model_type 'mix\\0Atral' (supported: mixtral, qwen2_moe, "
+        "qwen3_moe, olmoe, deepseek_v2, deepseek_v3, switch_transformers)");
+  CHECK(error(R"({"model_type": "mixtral", "hidden_size": 64,
+      "intermediate_size": 32, "num_local_experts": 8,
+      "num_experts_per_tok": 2, "hidden_act": "si\tlu"})") ==
+        "mixtral config: unsupported activation 'si\\09lu' in 'hidden_act' "
+        "(supported: silu, gelu, gelu_pytorch_tanh, gelu_new, relu)");
 }
