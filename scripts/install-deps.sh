@@ -9,6 +9,8 @@ packages=(
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools clang-22 lld-22
   # LLVM's OpenMP runtime: compiled layers run their tile loops on it
   libomp-22-dev
+  # sanitizer and libFuzzer runtimes (scripts/sanitize.sh, scripts/fuzz.sh)
+  libclang-rt-22-dev
   # libraries (OpenBLAS: moe-bench's blas baseline)
   libfmt-dev catch2 nlohmann-json3-dev libopenblas-dev pkg-config
   # test references (tests/reference uses numpy in double precision)

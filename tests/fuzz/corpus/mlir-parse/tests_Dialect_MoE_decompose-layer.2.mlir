@@ -1,0 +1,8 @@
+func.func @scheduled(%x: tensor<?x64xf32>, %wr: tensor<8x64xf32>, %w3: tensor<8x32x64xf32>,
+                     %w2: tensor<8x64x32xf32>) -> (tensor<?x64xf32>, tensor<8xi64>) {
+  %y, %n = moe.layer %x router(%wr) experts(up %w3, down %w2)
+      scoring = softmax k = 2 activation = relu {schedule = #moe.cpu_schedule<row_block = 4>}
+      : (tensor<?x64xf32>, tensor<8x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>)
+      -> (tensor<?x64xf32>, tensor<8xi64>)
+  return %y, %n : tensor<?x64xf32>, tensor<8xi64>
+}

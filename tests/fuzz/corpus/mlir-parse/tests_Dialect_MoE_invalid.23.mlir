@@ -1,0 +1,4 @@
+func.func @dispatch_static_tiles(%i: tensor<?x2xi32>) {
+  %r, %s, %o, %t = moe.dispatch %i experts = 8 : tensor<?x2xi32> -> tensor<?xi32>, tensor<?x2xi32>, tensor<9xi32>, tensor<4xi32>
+  return
+}

@@ -1,0 +1,5 @@
+func.func @schedule_not_positive(%x: tensor<?x64xf32>, %w: tensor<8x64xf32>) {
+  %l, %s = moe.router %x, %w scoring = softmax {schedule = #moe.cpu_schedule<row_block = 0>}
+      : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x8xf32>, tensor<?x8xf32>
+  return
+}
