@@ -14,30 +14,6 @@ using namespace mlir;
 using namespace mlir::moe;
 
 namespace {
-Value emitActivation(LoopEmitter &em, Activation activation, Value x) {
-  auto &b = em.builder();
-  Value half = em.f32Like(x, 0.5), one = em.f32Like(x, 1.0);
-  switch (activation) {
-  case Activation::silu:
-    return em.mul(x, em.sigmoid(x));
-  case Activation::relu:
-    return arith::MaximumFOp::create(b, x, em.f32Like(x, 0.0));
-  case Activation::gelu: {
-    // 0.5 x (1 + erf(x / sqrt 2)), as torch's exact GELU.
-    Value scaled = em.mul(x, em.f32Like(x, M_SQRT1_2));
-    return em.mul(em.mul(half, x), em.add(one, math::ErfOp::create(b, scaled)));
-  }
-  case Activation::gelu_tanh: {
-    // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-    Value cube = em.mul(em.mul(x, x), x);
-    Value inner = em.mul(em.f32Like(x, std::sqrt(2.0 / M_PI)),
-                         em.add(x, em.mul(em.f32Like(x, 0.044715), cube)));
-    return em.mul(em.mul(half, x), em.add(one, math::TanhOp::create(b, inner)));
-  }
-  }
-  llvm_unreachable("unknown activation");
-}
-
 /// The rows of one tile of an FFN: which token each row reads, and the
 /// factor its output is scaled by (the routing weight, or the shared
 /// expert's sigmoid gate).
@@ -87,7 +63,7 @@ void emitPackedFFNTile(LoopEmitter &em, Activation activation,
         return {panelRef(up, p)};
       },
       [&](Value r, Value p, ArrayRef<Value> acc) {
-        Value a = emitActivation(em, activation, acc[0]);
+        Value a = em.activation(activation, acc[0]);
         if (gate)
           a = em.mul(a, acc[1]);
         vector::StoreOp::create(b, a, hidden, ValueRange{r, lane0(p)});
@@ -146,7 +122,7 @@ void emitFFNTile(LoopEmitter &em, Activation activation,
         return {weightRow(up, i)};
       },
       [&](Value r, Value i, ArrayRef<Value> dots) {
-        Value a = emitActivation(em, activation, dots[0]);
+        Value a = em.activation(activation, dots[0]);
         if (gate)
           a = em.mul(a, dots[1]);
         em.store(a, hidden, {r, i});

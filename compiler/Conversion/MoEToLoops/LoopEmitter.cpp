@@ -8,13 +8,14 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace mlir::moe;
 
-LoopEmitter::LoopEmitter(PatternRewriter &rewriter, Location loc)
-    : b(loc, rewriter) {
-  b.setInsertionPoint(rewriter.getInsertionBlock(),
-                      rewriter.getInsertionPoint());
+LoopEmitter::LoopEmitter(OpBuilder &builder, Location loc)
+    : b(loc, builder) {
+  b.setInsertionPoint(builder.getInsertionBlock(), builder.getInsertionPoint());
 }
 
 Value LoopEmitter::index(int64_t v) {
@@ -174,4 +175,27 @@ Value LoopEmitter::sigmoid(Value x) {
   Value negX = arith::NegFOp::create(b, x);
   Value one = f32Like(x, 1.0);
   return arith::DivFOp::create(b, one, add(one, exp(negX)));
+}
+
+Value LoopEmitter::activation(Activation kind, Value x) {
+  Value half = f32Like(x, 0.5), one = f32Like(x, 1.0);
+  switch (kind) {
+  case Activation::silu:
+    return mul(x, sigmoid(x));
+  case Activation::relu:
+    return arith::MaximumFOp::create(b, x, f32Like(x, 0.0));
+  case Activation::gelu: {
+    // 0.5 x (1 + erf(x / sqrt 2)), as torch's exact GELU.
+    Value scaled = mul(x, f32Like(x, M_SQRT1_2));
+    return mul(mul(half, x), add(one, math::ErfOp::create(b, scaled)));
+  }
+  case Activation::gelu_tanh: {
+    // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+    Value cube = mul(mul(x, x), x);
+    Value inner = mul(f32Like(x, std::sqrt(2.0 / M_PI)),
+                      add(x, mul(f32Like(x, 0.044715), cube)));
+    return mul(mul(half, x), add(one, math::TanhOp::create(b, inner)));
+  }
+  }
+  llvm_unreachable("unknown activation");
 }

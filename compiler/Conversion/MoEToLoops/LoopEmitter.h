@@ -10,6 +10,8 @@
 #ifndef MOE_COMPILER_CONVERSION_MOETOLOOPS_LOOPEMITTER_H
 #define MOE_COMPILER_CONVERSION_MOETOLOOPS_LOOPEMITTER_H
 
+#include "dialect/MoE/IR/MoEOps.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/IR/PatternMatch.h"
@@ -18,7 +20,9 @@ namespace mlir::moe {
 
 class LoopEmitter {
 public:
-  LoopEmitter(PatternRewriter &rewriter, Location loc);
+  /// Emits at `builder`'s insertion point (a PatternRewriter in the
+  /// lowering patterns; any builder when filling a fresh kernel body).
+  LoopEmitter(OpBuilder &builder, Location loc);
 
   ImplicitLocOpBuilder &builder() { return b; }
   Type f32() { return b.getF32Type(); }
@@ -79,6 +83,8 @@ public:
   // Math on f32 scalars.
   Value exp(Value x);
   Value sigmoid(Value x);
+  /// An expert's activation on an f32 scalar or vector (CPU and GPU alike).
+  Value activation(Activation kind, Value x);
 
 private:
   ImplicitLocOpBuilder b;
