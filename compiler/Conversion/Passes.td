@@ -43,4 +43,37 @@ def ConvertMoEToLoopsPass : Pass<"convert-moe-to-loops"> {
   ];
 }
 
+def ConvertMoEToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
+  let summary = "Lower moe.expert_ffn to bf16 tensor-core GPU kernels";
+  let description = [{
+    The first piece of the GPU pipeline (docs/gpu.md). Each `moe.expert_ffn`
+    becomes two `gpu.func` kernels in the `gpu.module @moe_kernels` (created
+    if absent; the module becomes a `gpu.container_module`) and, where the
+    op was, device allocations of its bf16 intermediate and f32 output and
+    two `gpu.launch_func`:
+
+    - `expert_ffn_gate_up`: per warp, 16 rows of the dispatch plan (one
+      expert) times 32 columns of the gate and up projections, the
+      activation and the GLU product in the epilogue, stored as bf16;
+    - `expert_ffn_down`: the down projection of those rows, scaled by the
+      row's routing weight in the epilogue (padding rows give zero).
+
+    Both are `nvvm.mma.sync` m16n8k16 bf16 → f32 loops over K; f32 weights
+    and activations are rounded to bf16 as they are loaded. The other
+    primitives are left as they are. Sizes the kernels cannot run (hidden
+    or width not multiples of 16, tile_rows not a multiple of 16, panel-
+    packed or f16 weights) are errors on the op.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::bufferization::BufferizationDialect",
+    "::mlir::gpu::GPUDialect",
+    "::mlir::LLVM::LLVMDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::NVVM::NVVMDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect",
+  ];
+}
+
 #endif // MOE_COMPILER_CONVERSION_PASSES_TD

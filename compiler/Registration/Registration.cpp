@@ -11,11 +11,14 @@
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
 #include "mlir/InitAllPasses.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
 
 void mlir::moe::registerMoECompilerDialects(DialectRegistry &registry) {
   registry.insert<MoEDialect>();
   registerAllDialects(registry);
   registerAllExtensions(registry);
+  // gpu-module-to-binary translates the kernels (NVVM, GPU, LLVM) itself.
+  registerAllToLLVMIRTranslations(registry);
 }
 
 void mlir::moe::registerMoECompilerPasses() {

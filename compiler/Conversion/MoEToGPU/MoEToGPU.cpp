@@ -1,0 +1,54 @@
+//===- MoEToGPU.cpp - The convert-moe-to-gpu pass -------------------------===//
+
+#include "compiler/Conversion/MoEToGPU/PopulatePatterns.h"
+#include "compiler/Conversion/Passes.h"
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Transforms/DialectConversion.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_CONVERTMOETOGPUPASS
+#include "compiler/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+constexpr StringLiteral kKernelModule = "moe_kernels";
+
+struct ConvertMoEToGPUPass
+    : moe::impl::ConvertMoEToGPUPassBase<ConvertMoEToGPUPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    // Say what the kernels cannot run before rewriting anything.
+    WalkResult checked = module.walk([](ExpertFFNOp op) {
+      return failed(checkExpertFFNForGPU(op)) ? WalkResult::interrupt()
+                                              : WalkResult::advance();
+    });
+    if (checked.wasInterrupted())
+      return signalPassFailure();
+
+    module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
+                    UnitAttr::get(&getContext()));
+    auto kernels = module.lookupSymbol<gpu::GPUModuleOp>(kKernelModule);
+    if (!kernels) {
+      OpBuilder builder = OpBuilder::atBlockEnd(module.getBody());
+      kernels = gpu::GPUModuleOp::create(builder, module.getLoc(),
+                                         kKernelModule);
+    }
+
+    ConversionTarget target(getContext());
+    target.addIllegalOp<ExpertFFNOp>();
+    target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
+    RewritePatternSet patterns(&getContext());
+    populateExpertFFNToGPUPatterns(patterns, kernels);
+    if (failed(applyPartialConversion(module, target, std::move(patterns))))
+      signalPassFailure();
+  }
+};
+} // namespace
