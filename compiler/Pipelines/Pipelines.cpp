@@ -9,6 +9,8 @@
 #include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/GPU/Transforms/Passes.h"
 #include "mlir/Dialect/Linalg/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Pass/PassManager.h"
@@ -80,6 +82,34 @@ void mlir::moe::buildMoECPUPipeline(OpPassManager &pm,
   buildMoELoopsToLLVMPipeline(pm);
 }
 
+void mlir::moe::buildMoEGPUKernelsPipeline(
+    OpPassManager &pm, const MoEGPUPipelineOptions &options) {
+  pm.nest<func::FuncOp>().addPass(createMoEDecomposeLayerPass());
+  pm.addPass(createConvertMoEToGPUPass());
+
+  GpuNVVMAttachTargetOptions target;
+  target.chip = options.chip;
+  target.features = options.features;
+  target.optLevel = 3;
+  pm.addPass(createGpuNVVMAttachTarget(target));
+
+  OpPassManager &kernels = pm.nest<gpu::GPUModuleOp>();
+  kernels.addPass(createConvertVectorToSCFPass());
+  kernels.addPass(createSCFToControlFlowPass());
+  kernels.addPass(createConvertGpuOpsToNVVMOps());
+  kernels.addPass(createConvertNVVMToLLVMPass());
+  kernels.addPass(createCanonicalizerPass());
+  kernels.addPass(createCSEPass());
+  kernels.addPass(createReconcileUnrealizedCastsPass());
+
+  // The toolkit gives ptxas and libdevice (expf, erff, tanhf); without it
+  // the math functions would stay unresolved externs.
+  GpuModuleToBinaryPassOptions binary;
+  binary.toolkitPath = options.toolkit;
+  binary.compilationTarget = options.format;
+  pm.addPass(createGpuModuleToBinaryPass(binary));
+}
+
 void mlir::moe::registerMoEPipelines() {
   PassPipelineRegistration<MoECPUPipelineOptions>(
       "moe-cpu-pipeline",
@@ -92,4 +122,9 @@ void mlir::moe::registerMoEPipelines() {
         buildMoECPUPreparePipeline(pm, options);
         buildMoECPUToLoopsPipeline(pm, options);
       });
+  PassPipelineRegistration<MoEGPUPipelineOptions>(
+      "moe-gpu-kernels-pipeline",
+      "Lower moe.layer's expert FFN to NVIDIA tensor-core kernels and "
+      "compile them (PTX, cubin or fatbin)",
+      buildMoEGPUKernelsPipeline);
 }

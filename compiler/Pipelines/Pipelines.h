@@ -46,7 +46,35 @@ void buildMoELoopsToLLVMPipeline(OpPassManager &pm);
 void buildMoECPUPipeline(OpPassManager &pm,
                          const MoECPUPipelineOptions &options);
 
-/// Registers `moe-cpu-pipeline` and `moe-cpu-to-loops-pipeline`.
+/// Options of the GPU kernel pipeline (NVIDIA).
+struct MoEGPUPipelineOptions
+    : public PassPipelineOptions<MoEGPUPipelineOptions> {
+  Option<std::string> chip{*this, "chip",
+                           llvm::cl::desc("GPU architecture (sm_90a: Hopper)"),
+                           llvm::cl::init("sm_90a")};
+  Option<std::string> features{
+      *this, "features",
+      llvm::cl::desc("PTX ISA version feature (CUDA 12.0+ ptxas reads 8.0)"),
+      llvm::cl::init("+ptx80")};
+  Option<std::string> toolkit{
+      *this, "toolkit",
+      llvm::cl::desc("CUDA toolkit (libdevice for math functions, ptxas)"),
+      llvm::cl::init("/usr/local/cuda")};
+  Option<std::string> format{
+      *this, "format",
+      llvm::cl::desc("Kernel binary: isa (PTX text), bin (cubin), fatbin "
+                     "(cubin with PTX)"),
+      llvm::cl::init("isa")};
+};
+
+/// moe.layer → the primitives, the expert FFN as tensor-core kernels in
+/// `gpu.module @moe_kernels`, compiled by gpu-module-to-binary. The other
+/// primitives stay on the host side, unlowered (docs/gpu.md: in progress).
+void buildMoEGPUKernelsPipeline(OpPassManager &pm,
+                                const MoEGPUPipelineOptions &options);
+
+/// Registers `moe-cpu-pipeline`, `moe-cpu-to-loops-pipeline` and
+/// `moe-gpu-kernels-pipeline`.
 void registerMoEPipelines();
 
 } // namespace moe

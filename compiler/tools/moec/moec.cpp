@@ -1,6 +1,7 @@
 //===- moec.cpp - The moec compiler driver --------------------------------===//
 //
 //   moec compile CONFIG -o LAYER.so [--target cpu] [--emit moe|linalg|llvm|obj]
+//   moec compile CONFIG -o KERNELS.ptx --target cuda --emit ptx
 //
 // CONFIG is a Hugging Face config.json or a .mlir file in the moe dialect.
 //
@@ -14,6 +15,7 @@
 #include "dialect/MoE/IR/MoEOps.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Parser/Parser.h"
@@ -32,12 +34,14 @@
 #include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/Target/TargetMachine.h"
 
+#include <cstdlib>
+
 using namespace mlir;
 using namespace mlir::moe;
 namespace cl = llvm::cl;
 
 namespace {
-enum class Emit { moe, linalg, llvm, obj, so };
+enum class Emit { moe, linalg, llvm, obj, ptx, so };
 
 cl::SubCommand compileCommand("compile",
                               "Compile an MoE block to a shared library");
@@ -50,8 +54,14 @@ cl::opt<std::string> outputPath("o", cl::Required,
                                 cl::value_desc("path"),
                                 cl::sub(compileCommand));
 cl::opt<std::string> target("target", cl::init("cpu"),
-                            cl::desc("Target: cpu (cuda is not built yet)"),
+                            cl::desc("Target: cpu, or cuda (NVIDIA sm_90a; "
+                                     "so far --emit moe|ptx only)"),
                             cl::sub(compileCommand));
+cl::opt<std::string> cudaPath(
+    "cuda-path", cl::init(""),
+    cl::desc("CUDA toolkit for --target cuda (default: $CUDA_HOME, else "
+             "/usr/local/cuda)"),
+    cl::value_desc("dir"), cl::sub(compileCommand));
 cl::opt<std::string> mcpu("mcpu", cl::init("host"),
                           cl::desc("CPU to generate code for"),
                           cl::sub(compileCommand));
@@ -62,6 +72,8 @@ cl::opt<Emit> emit(
                           "bufferized loops, before the LLVM dialect"),
                clEnumValN(Emit::llvm, "llvm", "optimised LLVM IR"),
                clEnumValN(Emit::obj, "obj", "an object file"),
+               clEnumValN(Emit::ptx, "ptx",
+                          "the GPU kernels' PTX (--target cuda)"),
                clEnumValN(Emit::so, "so", "the shared library (default)")),
     cl::sub(compileCommand));
 
@@ -142,10 +154,57 @@ int writeOutput(llvm::function_ref<void(llvm::raw_ostream &)> write) {
   return 0;
 }
 
+/// The CUDA toolkit --target cuda compiles with: ptxas and libdevice.
+llvm::Expected<std::string> findCUDAToolkit() {
+  std::string path = cudaPath;
+  if (path.empty()) {
+    const char *home = std::getenv("CUDA_HOME");
+    path = home && *home ? home : "/usr/local/cuda";
+  }
+  llvm::SmallString<128> libdevice(path);
+  llvm::sys::path::append(libdevice, "nvvm", "libdevice", "libdevice.10.bc");
+  if (!llvm::sys::fs::exists(libdevice))
+    return llvm::createStringError(
+        "--target cuda: no CUDA toolkit at '" + path + "' (" +
+        libdevice.str() + " is missing); install CUDA 12 or 13 or pass "
+        "--cuda-path");
+  return path;
+}
+
+/// --target cuda: the expert FFN's tensor-core kernels, as PTX. The rest of
+/// the GPU layer (routing, dispatch, combine kernels, host code, LAYER.so
+/// packaging) is not built yet: docs/gpu.md.
+int compileForCUDA(ModuleOp module) {
+  if (emit != Emit::ptx)
+    return fail("--target cuda: only --emit moe and --emit ptx (the expert "
+                "FFN kernels) are implemented so far; a runnable LAYER.so "
+                "for cuda is not (docs/gpu.md)");
+  llvm::Expected<std::string> toolkit = findCUDAToolkit();
+  if (!toolkit)
+    return fail(llvm::toString(toolkit.takeError()));
+  MoEGPUPipelineOptions options;
+  options.toolkit = *toolkit;
+  options.format = "isa";
+  PassManager pm(module.getContext());
+  buildMoEGPUKernelsPipeline(pm, options);
+  if (failed(pm.run(module)))
+    return fail(inputPath + ": lowering for cuda failed");
+  std::string ptx;
+  module.walk([&](gpu::BinaryOp binary) {
+    for (Attribute object : binary.getObjects())
+      ptx += cast<gpu::ObjectAttr>(object).getObject().getValue().str();
+  });
+  if (ptx.empty())
+    return fail(inputPath + ": the layer has no GPU kernels");
+  return writeOutput([&](llvm::raw_ostream &os) { os << ptx; });
+}
+
 int compile() {
-  if (target != "cpu")
+  if (target != "cpu" && target != "cuda")
     return fail("unsupported --target '" + target +
-                "' (this moec builds for: cpu)");
+                "' (this moec builds for: cpu, cuda)");
+  if (emit == Emit::ptx && target != "cuda")
+    return fail("--emit ptx needs --target cuda");
 
   DialectRegistry registry;
   registerMoECompilerDialects(registry);
@@ -159,6 +218,11 @@ int compile() {
   llvm::Expected<func::FuncOp> entry = prepareEntryFunction(*module);
   if (!entry)
     return fail(inputPath + ": " + llvm::toString(entry.takeError()));
+  if (target == "cuda") {
+    if (emit == Emit::moe)
+      return writeOutput([&](llvm::raw_ostream &os) { module->print(os); });
+    return compileForCUDA(*module);
+  }
 
   auto machine = createCPUTargetMachine(mcpu == "host" ? StringRef() : StringRef(mcpu));
   if (!machine)
@@ -247,7 +311,8 @@ int main(int argc, char **argv) {
       argc, argv,
       "moec: an ahead-of-time compiler for Mixture-of-Experts layers\n\n"
       "  moec compile CONFIG -o LAYER.so [--target cpu] "
-      "[--emit moe|linalg|llvm|obj]\n");
+      "[--emit moe|linalg|llvm|obj]\n"
+      "  moec compile CONFIG -o KERNELS.ptx --target cuda --emit ptx\n");
   if (compileCommand)
     return compile();
   cl::PrintHelpMessage();
