@@ -1,10 +1,33 @@
 //===- Combine.cpp - moe.combine to loops ---------------------------------===//
 
+#include "compiler/Conversion/MoEToLoops/Emitters.h"
 #include "compiler/Conversion/MoEToLoops/LoopEmitter.h"
 #include "compiler/Conversion/MoEToLoops/PopulatePatterns.h"
 
 using namespace mlir;
 using namespace mlir::moe;
+
+void mlir::moe::emitCombineToken(LoopEmitter &em, Value rows, Value slotRows,
+                                 Value addend, Value out, Value t) {
+  auto &b = em.builder();
+  Value k = em.dim(slotRows, 1);
+  Value hidden = em.dim(out, 1);
+  em.forEach(0, hidden, [&](Value h) {
+    em.store(addend ? em.load(addend, {t, h}) : em.f32(0.0), out, {t, h});
+  });
+  em.forEach(0, k, [&](Value j) {
+    Value row = em.load(slotRows, {t, j});
+    Value routed =
+        arith::CmpIOp::create(b, arith::CmpIPredicate::sge, row, em.i32(0));
+    em.ifThen(routed, [&] {
+      Value r = em.toIndex(row);
+      em.forEach(0, hidden, [&](Value h) {
+        em.store(em.add(em.load(out, {t, h}), em.load(rows, {r, h})), out,
+                 {t, h});
+      });
+    });
+  });
+}
 
 namespace {
 /// y[t] = addend[t] + rows[slot_rows[t, 0]] + ... + rows[slot_rows[t, k-1]],
@@ -14,32 +37,15 @@ struct CombineToLoops : OpRewritePattern<CombineOp> {
   LogicalResult matchAndRewrite(CombineOp op,
                                 PatternRewriter &rewriter) const override {
     LoopEmitter em(rewriter, op.getLoc());
-    auto &b = em.builder();
     Value rows = em.toBuffer(op.getRows());
     Value slotRows = em.toBuffer(op.getSlotRows());
     Value addend = op.getAddend() ? em.toBuffer(op.getAddend()) : Value();
     Value tokens = em.dim(slotRows, 0);
-    Value k = em.dim(slotRows, 1);
-    Value hidden = em.dim(rows, 1);
     auto type = op.getOutput().getType();
     Value out = em.alloc(type, leadingDynamicSize(type, tokens));
 
     em.forEach(0, tokens, [&](Value t) {
-      em.forEach(0, hidden, [&](Value h) {
-        em.store(addend ? em.load(addend, {t, h}) : em.f32(0.0), out, {t, h});
-      });
-      em.forEach(0, k, [&](Value j) {
-        Value row = em.load(slotRows, {t, j});
-        Value routed =
-            arith::CmpIOp::create(b, arith::CmpIPredicate::sge, row, em.i32(0));
-        em.ifThen(routed, [&] {
-          Value r = em.toIndex(row);
-          em.forEach(0, hidden, [&](Value h) {
-            em.store(em.add(em.load(out, {t, h}), em.load(rows, {r, h})), out,
-                     {t, h});
-          });
-        });
-      });
+      emitCombineToken(em, rows, slotRows, addend, out, t);
     });
     rewriter.replaceOp(op, em.toTensor(out, type));
     return success();

@@ -1,5 +1,6 @@
 //===- Routing.cpp - moe.router/topk/stats/aux_loss to loops --------------===//
 
+#include "compiler/Conversion/MoEToLoops/Emitters.h"
 #include "compiler/Conversion/MoEToLoops/LoopEmitter.h"
 #include "compiler/Conversion/MoEToLoops/PopulatePatterns.h"
 
@@ -17,28 +18,6 @@ constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 Value maximum(LoopEmitter &em, Value a, Value c) {
   // NaN-propagating, as torch.max: a NaN score poisons only its own token.
   return arith::MaximumFOp::create(em.builder(), a, c);
-}
-
-/// Writes softmax(logits[t, :]) into scores[t, :] (max-subtracted).
-void emitSoftmaxRow(LoopEmitter &em, Value logits, Value scores, Value t,
-                    Value experts) {
-  Value m = em.reduce(em.index(0), experts, {em.f32(kNegInf)},
-                      [&](Value e, ValueRange acc) -> SmallVector<Value> {
-                        return {maximum(em, acc[0], em.load(logits, {t, e}))};
-                      })[0];
-  Value total = em.sum(
-      em.index(0), experts,
-      [&](Value e) {
-        Value v = em.exp(arith::SubFOp::create(em.builder(),
-                                               em.load(logits, {t, e}), m));
-        em.store(v, scores, {t, e});
-        return v;
-      },
-      /*fast=*/false);
-  em.forEach(0, experts, [&](Value e) {
-    em.store(arith::DivFOp::create(em.builder(), em.load(scores, {t, e}), total),
-             scores, {t, e});
-  });
 }
 
 struct RouterToLoops : OpRewritePattern<RouterOp> {
@@ -88,185 +67,221 @@ struct TopKToLoops : OpRewritePattern<TopKOp> {
   LogicalResult matchAndRewrite(TopKOp op,
                                 PatternRewriter &rewriter) const override {
     LoopEmitter em(rewriter, op.getLoc());
-    auto &b = em.builder();
     Value scores = em.toBuffer(op.getScores());
     Value bias = op.getSelectionBias() ? em.toBuffer(op.getSelectionBias())
                                        : Value();
-    int64_t numExperts = op.getScores().getType().getDimSize(1);
-    int64_t groups = op.getGroups();
-    int64_t perGroup = numExperts / groups;
     Value tokens = em.dim(scores, 0);
-    Value experts = em.index(numExperts);
-    Value k = em.index(op.getK());
-
     auto weightsType = op.getWeights().getType();
     auto indicesType = op.getIndices().getType();
     Value weights = em.alloc(weightsType, leadingDynamicSize(weightsType, tokens));
     Value indices = em.alloc(indicesType, leadingDynamicSize(indicesType, tokens));
-
-    // Per-token scratch: selection scores and "taken or ineligible" flags.
-    Type i8 = b.getI8Type();
-    Value sel = em.scratch(MemRefType::get({numExperts}, em.f32()));
-    Value taken = em.scratch(MemRefType::get({numExperts}, i8));
-    Value groupScore, groupTaken;
-    if (groups > 1) {
-      groupScore = em.scratch(MemRefType::get({groups}, em.f32()));
-      groupTaken = em.scratch(MemRefType::get({groups}, i8));
-    }
-    Value zero8 = arith::ConstantOp::create(b, b.getI8IntegerAttr(0));
-    Value one8 = arith::ConstantOp::create(b, b.getI8IntegerAttr(1));
-
-    // The lowest-index entry of `values` not flagged in `flags` with the
-    // highest value: strict `>` keeps the lower index on ties.
-    auto argmax = [&](Value values, Value flags, Value count) -> Value {
-      Value none = em.index(-1);
-      auto result = em.reduce(
-          em.index(0), count, {em.f32(kNegInf), none},
-          [&](Value i, ValueRange acc) -> SmallVector<Value> {
-            Value v = em.load(values, {i});
-            Value free = arith::CmpIOp::create(
-                b, arith::CmpIPredicate::eq,
-                memref::LoadOp::create(b, flags, ValueRange{i}), zero8);
-            Value first = arith::CmpIOp::create(b, arith::CmpIPredicate::slt,
-                                                acc[1], em.index(0));
-            Value greater = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                                  v, acc[0]);
-            Value better = arith::AndIOp::create(
-                b, free, arith::OrIOp::create(b, first, greater));
-            return {arith::SelectOp::create(b, better, v, acc[0]),
-                    arith::SelectOp::create(b, better, i, acc[1])};
-          });
-      return result[1];
-    };
-
+    SelectionScratch scratch = allocSelectionScratch(em, op);
     em.forEach(0, tokens, [&](Value t) {
-      em.forEach(0, experts, [&](Value e) {
-        Value v = em.load(scores, {t, e});
-        if (bias)
-          v = em.add(v, em.load(bias, {e}));
-        em.store(v, sel, {e});
-        memref::StoreOp::create(b, zero8, taken, ValueRange{e});
-      });
-      if (groups > 1)
-        emitGroupLimit(em, op, sel, taken, groupScore, groupTaken, groups,
-                       perGroup, argmax);
-      em.forEach(0, k, [&](Value j) {
-        Value best = argmax(sel, taken, experts);
-        memref::StoreOp::create(b, one8, taken, ValueRange{best});
-        em.store(em.fromIndex(best, b.getI32Type()), indices, {t, j});
-        em.store(em.load(scores, {t, best}), weights, {t, j});
-      });
-      if (op.getRenormalize()) {
-        Value total = em.sum(
-            em.index(0), k, [&](Value j) { return em.load(weights, {t, j}); },
-            false);
-        em.forEach(0, k, [&](Value j) {
-          em.store(arith::DivFOp::create(b, em.load(weights, {t, j}), total),
-                   weights, {t, j});
-        });
-      }
-      double scale = op.getScalingFactor().convertToDouble();
-      if (scale != 1.0) {
-        em.forEach(0, k, [&](Value j) {
-          em.store(em.mul(em.load(weights, {t, j}), em.f32(scale)), weights,
-                   {t, j});
-        });
-      }
+      emitTopKRow(em, op, scratch, scores, bias, t, weights, indices);
     });
-
     if (op.getCapacity() > 0)
-      emitCapacity(em, op, weights, indices, tokens, numExperts);
-
+      emitCapacity(em, op, weights, indices, tokens);
     rewriter.replaceOp(op, {em.toTensor(weights, weightsType),
                             em.toTensor(indices, indicesType)});
     return success();
   }
-
-  /// Flags every expert outside the `topk_groups` best groups as taken.
-  static void emitGroupLimit(LoopEmitter &em, TopKOp op, Value sel,
-                             Value taken, Value groupScore, Value groupTaken,
-                             int64_t groups, int64_t perGroup,
-                             function_ref<Value(Value, Value, Value)> argmax) {
-    auto &b = em.builder();
-    Value zero8 = arith::ConstantOp::create(b, b.getI8IntegerAttr(0));
-    Value one8 = arith::ConstantOp::create(b, b.getI8IntegerAttr(1));
-    Value size = em.index(perGroup);
-    em.forEach(0, em.index(groups), [&](Value g) {
-      Value first = arith::MulIOp::create(b, g, size);
-      Value last = arith::AddIOp::create(b, first, size);
-      Value score;
-      if (op.getGroupScore() == GroupScore::max) {
-        score = em.reduce(first, last, {em.f32(kNegInf)},
-                          [&](Value e, ValueRange acc) -> SmallVector<Value> {
-                            return {maximum(em, acc[0], em.load(sel, {e}))};
-                          })[0];
-      } else {
-        // The two best scores, tracked together (ties count twice).
-        auto best2 = em.reduce(
-            first, last, {em.f32(kNegInf), em.f32(kNegInf)},
-            [&](Value e, ValueRange acc) -> SmallVector<Value> {
-              Value v = em.load(sel, {e});
-              Value gt1 = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                                v, acc[0]);
-              Value gt2 = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                                v, acc[1]);
-              Value second = arith::SelectOp::create(
-                  b, gt1, acc[0], arith::SelectOp::create(b, gt2, v, acc[1]));
-              return {arith::SelectOp::create(b, gt1, v, acc[0]), second};
-            });
-        score = em.add(best2[0], best2[1]);
-      }
-      em.store(score, groupScore, {g});
-      memref::StoreOp::create(b, zero8, groupTaken, ValueRange{g});
-    });
-    em.forEach(0, em.index(op.getTopkGroups()), [&](Value) {
-      Value best = argmax(groupScore, groupTaken, em.index(groups));
-      memref::StoreOp::create(b, one8, groupTaken, ValueRange{best});
-    });
-    em.forEach(0, em.index(groups), [&](Value g) {
-      Value dropped = arith::CmpIOp::create(
-          b, arith::CmpIPredicate::eq,
-          memref::LoadOp::create(b, groupTaken, ValueRange{g}), zero8);
-      em.ifThen(dropped, [&] {
-        Value first = arith::MulIOp::create(b, g, size);
-        em.forEach(first, arith::AddIOp::create(b, first, size), [&](Value e) {
-          memref::StoreOp::create(b, one8, taken, ValueRange{e});
-        });
-      });
-    });
-  }
-
-  /// Visits slots in token order; an expert keeps its first `capacity`.
-  static void emitCapacity(LoopEmitter &em, TopKOp op, Value weights,
-                           Value indices, Value tokens, int64_t numExperts) {
-    auto &b = em.builder();
-    Value counts =
-        em.scratch(MemRefType::get({numExperts}, b.getI32Type()));
-    em.fill(counts, em.i32(0));
-    Value capacity = em.i32(op.getCapacity());
-    em.forEach(0, tokens, [&](Value t) {
-      em.forEach(0, em.index(op.getK()), [&](Value j) {
-        Value e = em.toIndex(em.load(indices, {t, j}));
-        Value count = em.load(counts, {e});
-        Value full = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, count,
-                                           capacity);
-        em.ifThenElse(
-            full,
-            [&] {
-              em.store(em.i32(-1), indices, {t, j});
-              em.store(em.f32(0.0), weights, {t, j});
-            },
-            [&] {
-              em.store(arith::AddIOp::create(b, count, em.i32(1)), counts,
-                       {e});
-            });
-      });
-    });
-  }
 };
+} // namespace
 
-/// Counts the slots routed to each expert; -1 (dropped) is skipped.
-void emitCounts(LoopEmitter &em, Value indices, Value counts) {
+void mlir::moe::emitSoftmaxRow(LoopEmitter &em, Value logits, Value scores,
+                               Value t, Value experts) {
+  Value m = em.reduce(em.index(0), experts, {em.f32(kNegInf)},
+                      [&](Value e, ValueRange acc) -> SmallVector<Value> {
+                        return {maximum(em, acc[0], em.load(logits, {t, e}))};
+                      })[0];
+  Value total = em.sum(
+      em.index(0), experts,
+      [&](Value e) {
+        Value v = em.exp(arith::SubFOp::create(em.builder(),
+                                               em.load(logits, {t, e}), m));
+        em.store(v, scores, {t, e});
+        return v;
+      },
+      /*fast=*/false);
+  em.forEach(0, experts, [&](Value e) {
+    em.store(arith::DivFOp::create(em.builder(), em.load(scores, {t, e}), total),
+             scores, {t, e});
+  });
+}
+
+SelectionScratch mlir::moe::allocSelectionScratch(LoopEmitter &em,
+                                                   TopKOp op) {
+  auto &b = em.builder();
+  int64_t numExperts = op.getScores().getType().getDimSize(1);
+  int64_t groups = op.getGroups();
+  Type i8 = b.getI8Type();
+  SelectionScratch s;
+  s.sel = em.scratch(MemRefType::get({numExperts}, em.f32()));
+  s.taken = em.scratch(MemRefType::get({numExperts}, i8));
+  if (groups > 1) {
+    s.groupScore = em.scratch(MemRefType::get({groups}, em.f32()));
+    s.groupTaken = em.scratch(MemRefType::get({groups}, i8));
+  }
+  return s;
+}
+
+namespace {
+/// The lowest-index entry of `values` not flagged in `flags` with the
+/// highest value: strict `>` keeps the lower index on ties.
+Value emitArgmax(LoopEmitter &em, Value values, Value flags, Value count) {
+  auto &b = em.builder();
+  Value zero8 = arith::ConstantOp::create(b, b.getI8IntegerAttr(0));
+  Value none = em.index(-1);
+  auto result = em.reduce(
+      em.index(0), count, {em.f32(kNegInf), none},
+      [&](Value i, ValueRange acc) -> SmallVector<Value> {
+        Value v = em.load(values, {i});
+        Value free = arith::CmpIOp::create(
+            b, arith::CmpIPredicate::eq,
+            memref::LoadOp::create(b, flags, ValueRange{i}), zero8);
+        Value first = arith::CmpIOp::create(b, arith::CmpIPredicate::slt,
+                                            acc[1], em.index(0));
+        Value greater = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                              v, acc[0]);
+        Value better = arith::AndIOp::create(
+            b, free, arith::OrIOp::create(b, first, greater));
+        return {arith::SelectOp::create(b, better, v, acc[0]),
+                arith::SelectOp::create(b, better, i, acc[1])};
+      });
+  return result[1];
+}
+
+/// Flags every expert outside the `topk_groups` best groups as taken.
+void emitGroupLimit(LoopEmitter &em, TopKOp op, Value sel, Value taken,
+                  Value groupScore, Value groupTaken, int64_t groups,
+                  int64_t perGroup) {
+  auto &b = em.builder();
+  Value zero8 = arith::ConstantOp::create(b, b.getI8IntegerAttr(0));
+  Value one8 = arith::ConstantOp::create(b, b.getI8IntegerAttr(1));
+  Value size = em.index(perGroup);
+  em.forEach(0, em.index(groups), [&](Value g) {
+    Value first = arith::MulIOp::create(b, g, size);
+    Value last = arith::AddIOp::create(b, first, size);
+    Value score;
+    if (op.getGroupScore() == GroupScore::max) {
+      score = em.reduce(first, last, {em.f32(kNegInf)},
+                        [&](Value e, ValueRange acc) -> SmallVector<Value> {
+                          return {maximum(em, acc[0], em.load(sel, {e}))};
+                        })[0];
+    } else {
+      // The two best scores, tracked together (ties count twice).
+      auto best2 = em.reduce(
+          first, last, {em.f32(kNegInf), em.f32(kNegInf)},
+          [&](Value e, ValueRange acc) -> SmallVector<Value> {
+            Value v = em.load(sel, {e});
+            Value gt1 = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                              v, acc[0]);
+            Value gt2 = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                              v, acc[1]);
+            Value second = arith::SelectOp::create(
+                b, gt1, acc[0], arith::SelectOp::create(b, gt2, v, acc[1]));
+            return {arith::SelectOp::create(b, gt1, v, acc[0]), second};
+          });
+      score = em.add(best2[0], best2[1]);
+    }
+    em.store(score, groupScore, {g});
+    memref::StoreOp::create(b, zero8, groupTaken, ValueRange{g});
+  });
+  em.forEach(0, em.index(op.getTopkGroups()), [&](Value) {
+    Value best = emitArgmax(em, groupScore, groupTaken, em.index(groups));
+    memref::StoreOp::create(b, one8, groupTaken, ValueRange{best});
+  });
+  em.forEach(0, em.index(groups), [&](Value g) {
+    Value dropped = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::eq,
+        memref::LoadOp::create(b, groupTaken, ValueRange{g}), zero8);
+    em.ifThen(dropped, [&] {
+      Value first = arith::MulIOp::create(b, g, size);
+      em.forEach(first, arith::AddIOp::create(b, first, size), [&](Value e) {
+        memref::StoreOp::create(b, one8, taken, ValueRange{e});
+      });
+    });
+  });
+}
+
+} // namespace
+
+void mlir::moe::emitTopKRow(LoopEmitter &em, TopKOp op,
+                             const SelectionScratch &scratch, Value scores,
+                             Value bias, Value t, Value weights,
+                             Value indices) {
+  auto &b = em.builder();
+  int64_t numExperts = op.getScores().getType().getDimSize(1);
+  int64_t groups = op.getGroups();
+  int64_t perGroup = numExperts / groups;
+  Value experts = em.index(numExperts);
+  Value k = em.index(op.getK());
+  Value sel = scratch.sel, taken = scratch.taken;
+  Value zero8 = arith::ConstantOp::create(b, b.getI8IntegerAttr(0));
+  Value one8 = arith::ConstantOp::create(b, b.getI8IntegerAttr(1));
+  em.forEach(0, experts, [&](Value e) {
+    Value v = em.load(scores, {t, e});
+    if (bias)
+      v = em.add(v, em.load(bias, {e}));
+    em.store(v, sel, {e});
+    memref::StoreOp::create(b, zero8, taken, ValueRange{e});
+  });
+  if (groups > 1)
+    emitGroupLimit(em, op, sel, taken, scratch.groupScore,
+                   scratch.groupTaken, groups, perGroup);
+  em.forEach(0, k, [&](Value j) {
+    Value best = emitArgmax(em, sel, taken, experts);
+    memref::StoreOp::create(b, one8, taken, ValueRange{best});
+    em.store(em.fromIndex(best, b.getI32Type()), indices, {t, j});
+    em.store(em.load(scores, {t, best}), weights, {t, j});
+  });
+  if (op.getRenormalize()) {
+    Value total = em.sum(
+        em.index(0), k, [&](Value j) { return em.load(weights, {t, j}); },
+        false);
+    em.forEach(0, k, [&](Value j) {
+      em.store(arith::DivFOp::create(b, em.load(weights, {t, j}), total),
+               weights, {t, j});
+    });
+  }
+  double scale = op.getScalingFactor().convertToDouble();
+  if (scale != 1.0) {
+    em.forEach(0, k, [&](Value j) {
+      em.store(em.mul(em.load(weights, {t, j}), em.f32(scale)), weights,
+               {t, j});
+    });
+  }
+}
+
+void mlir::moe::emitCapacity(LoopEmitter &em, TopKOp op, Value weights,
+                             Value indices, Value tokens) {
+  int64_t numExperts = op.getScores().getType().getDimSize(1);
+  auto &b = em.builder();
+  Value counts =
+      em.scratch(MemRefType::get({numExperts}, b.getI32Type()));
+  em.fill(counts, em.i32(0));
+  Value capacity = em.i32(op.getCapacity());
+  em.forEach(0, tokens, [&](Value t) {
+    em.forEach(0, em.index(op.getK()), [&](Value j) {
+      Value e = em.toIndex(em.load(indices, {t, j}));
+      Value count = em.load(counts, {e});
+      Value full = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, count,
+                                         capacity);
+      em.ifThenElse(
+          full,
+          [&] {
+            em.store(em.i32(-1), indices, {t, j});
+            em.store(em.f32(0.0), weights, {t, j});
+          },
+          [&] {
+            em.store(arith::AddIOp::create(b, count, em.i32(1)), counts,
+                     {e});
+          });
+    });
+  });
+}
+
+void mlir::moe::emitCounts(LoopEmitter &em, Value indices, Value counts) {
   auto &b = em.builder();
   Type element = cast<MemRefType>(counts.getType()).getElementType();
   Value one = arith::ConstantOp::create(b, b.getIntegerAttr(element, 1));
@@ -285,6 +300,7 @@ void emitCounts(LoopEmitter &em, Value indices, Value counts) {
   });
 }
 
+namespace {
 struct StatsToLoops : OpRewritePattern<StatsOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(StatsOp op,

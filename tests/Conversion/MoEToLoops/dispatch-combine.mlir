@@ -3,8 +3,8 @@
 // The counting sort: counts into expert_offsets[e + 1], a padded scan, then
 // the row count sizes the plan's buffers; padding rows hold -1.
 // CHECK-LABEL: func @dispatch
-// CHECK-DAG: %[[TILE:.*]] = arith.constant 4 : i32
 // CHECK: %[[OFFSETS:.*]] = memref.alloc() {alignment = 64 : i64} : memref<9xi32>
+// CHECK: %[[TILE:.*]] = arith.constant 4 : i32
 // CHECK: arith.divui %{{.*}}, %[[TILE]] : i32
 // CHECK: %[[ROWS:.*]] = arith.index_cast %{{.*}} : i32 to index
 // CHECK: %[[SORTED:.*]] = memref.alloc(%[[ROWS]]) {alignment = 64 : i64} : memref<?xi32>
