@@ -44,25 +44,29 @@ def ConvertMoEToLoopsPass : Pass<"convert-moe-to-loops"> {
 }
 
 def ConvertMoEToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
-  let summary = "Lower moe.expert_ffn to bf16 tensor-core GPU kernels";
+  let summary = "Lower the moe primitives to GPU kernels and their launches";
   let description = [{
-    The first piece of the GPU pipeline (docs/gpu.md). Each `moe.expert_ffn`
-    becomes two `gpu.func` kernels in the `gpu.module @moe_kernels` (created
-    if absent; the module becomes a `gpu.container_module`) and, where the
-    op was, device allocations of its bf16 intermediate and f32 output and
-    two `gpu.launch_func`:
+    Each primitive becomes one or more `gpu.func` kernels in the
+    `gpu.module @moe_kernels` (created if absent; the module becomes a
+    `gpu.container_module`) and, where the op was, `gpu.alloc` of its
+    results on the device and `gpu.launch_func` of its kernels. Nothing in
+    a forward copies to the host or waits for it.
 
-    - `expert_ffn_gate_up`: per warp, 16 rows of the dispatch plan (one
-      expert) times 32 columns of the gate and up projections, the
-      activation and the GLU product in the epilogue, stored as bf16;
-    - `expert_ffn_down`: the down projection of those rows, scaled by the
-      row's routing weight in the epilogue (padding rows give zero).
+    - `moe.router`, `moe.topk`: one thread per token running the CPU
+      lowering's per-token code (Emitters.h); the capacity on one thread.
+    - `moe.dispatch`: the counting sort on one device thread, into buffers
+      sized for the most rows any routing needs (`R_max`); `moe.stats` on
+      one thread; `moe.combine`: one thread per token, choice order.
+    - `moe.expert_ffn`, `moe.shared_expert`: two bf16 tensor-core kernels
+      (`nvvm.mma.sync` m16n8k16 → f32), per warp 16 rows by 32 columns:
+      gate/up with the activation and GLU product in the epilogue (stored
+      as bf16), then down with the routing weight (or the shared expert's
+      sigmoid gate) in the epilogue. f32 weights and activations are
+      rounded to bf16 as they are loaded.
 
-    Both are `nvvm.mma.sync` m16n8k16 bf16 → f32 loops over K; f32 weights
-    and activations are rounded to bf16 as they are loaded. The other
-    primitives are left as they are. Sizes the kernels cannot run (hidden
-    or width not multiples of 16, tile_rows not a multiple of 16, panel-
-    packed or f16 weights) are errors on the op.
+    Sizes the FFN kernels cannot run (hidden or width not multiples of 16,
+    tile_rows not a multiple of 16, panel-packed or f16 weights), an
+    undecomposed `moe.layer` and `moe.aux_loss` are errors on the op.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",

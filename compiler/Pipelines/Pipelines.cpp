@@ -94,6 +94,7 @@ void mlir::moe::buildMoEGPUKernelsPipeline(
   pm.addPass(createGpuNVVMAttachTarget(target));
 
   OpPassManager &kernels = pm.nest<gpu::GPUModuleOp>();
+  kernels.addPass(createConvertLinalgToLoopsPass());
   kernels.addPass(createConvertVectorToSCFPass());
   kernels.addPass(createSCFToControlFlowPass());
   kernels.addPass(createConvertGpuOpsToNVVMOps());
@@ -124,7 +125,7 @@ void mlir::moe::registerMoEPipelines() {
       });
   PassPipelineRegistration<MoEGPUPipelineOptions>(
       "moe-gpu-kernels-pipeline",
-      "Lower moe.layer's expert FFN to NVIDIA tensor-core kernels and "
-      "compile them (PTX, cubin or fatbin)",
+      "Lower moe.layer to NVIDIA GPU kernels (tensor cores for the "
+      "expert FFNs) and compile them (PTX, cubin or fatbin)",
       buildMoEGPUKernelsPipeline);
 }

@@ -67,9 +67,10 @@ struct MoEGPUPipelineOptions
       llvm::cl::init("isa")};
 };
 
-/// moe.layer → the primitives, the expert FFN as tensor-core kernels in
-/// `gpu.module @moe_kernels`, compiled by gpu-module-to-binary. The other
-/// primitives stay on the host side, unlowered (docs/gpu.md: in progress).
+/// moe.layer → the primitives → kernels in `gpu.module @moe_kernels` and
+/// their launches (convert-moe-to-gpu); the kernels compiled by
+/// gpu-module-to-binary. The host function keeps its gpu.alloc and
+/// gpu.launch_func ops (the launch plan, docs/gpu.md).
 void buildMoEGPUKernelsPipeline(OpPassManager &pm,
                                 const MoEGPUPipelineOptions &options);
 

@@ -28,10 +28,10 @@ Value gpu_mma::loadPair(ImplicitLocOpBuilder &b, Value memref,
   } else {
     // The explicit alignment lets the pair be one 64-bit load (the
     // default is the element's, which splits it).
+    llvm::Align pairAlign(element.getIntOrFloatBitWidth() / 4);
     Value wide = vector::LoadOp::create(b, VectorType::get({2}, element),
                                         memref, indices,
-                                        /*nontemporal=*/false,
-                                        llvm::Align(2 * element.getIntOrFloatBitWidth() / 8));
+                                        /*nontemporal=*/false, pairAlign);
     pair = arith::TruncFOp::create(b, bf16Pair, wide);
   }
   Value packed = vector::BitCastOp::create(

@@ -7,7 +7,8 @@
 // (B^T, row-major = B column-major, what `.col` wants).
 //
 // Lane l = 4 g + t (g = l / 4, t = l % 4) holds, as bf16 pairs packed in i32:
-//   A: a0 = A[g][2t..], a1 = A[g+8][2t..], a2 = A[g][2t+8..], a3 = A[g+8][2t+8..]
+//   A: a0 = A[g][2t..], a1 = A[g+8][2t..],
+//      a2 = A[g][2t+8..], a3 = A[g+8][2t+8..]
 //   B: b0 = Bt[g][2t..], b1 = Bt[g][2t+8..]
 //   C: c0, c1 = C[g][2t], C[g][2t+1];  c2, c3 = C[g+8][2t], C[g+8][2t+1]
 // (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type").

@@ -26,9 +26,21 @@ struct ConvertMoEToGPUPass
   void runOnOperation() override {
     ModuleOp module = getOperation();
     // Say what the kernels cannot run before rewriting anything.
-    WalkResult checked = module.walk([](ExpertFFNOp op) {
-      return failed(checkExpertFFNForGPU(op)) ? WalkResult::interrupt()
-                                              : WalkResult::advance();
+    WalkResult checked = module.walk([](Operation *op) {
+      LogicalResult ok = success();
+      if (auto ffn = dyn_cast<ExpertFFNOp>(op))
+        ok = checkExpertFFNForGPU(ffn);
+      else if (auto shared = dyn_cast<SharedExpertOp>(op))
+        ok = checkFFNForGPU(shared, shared.getInput().getType().getDimSize(1),
+                            shared.getWidth(), 16, shared.getWeightPanel(),
+                            {shared.getGate(), shared.getUp(),
+                             shared.getDown()});
+      else if (isa<AuxLossOp>(op))
+        ok = op->emitOpError("has no GPU kernel yet (the cuda target runs "
+                             "inference layers)");
+      else if (isa<LayerOp>(op))
+        ok = op->emitOpError("must be decomposed first (moe-decompose-layer)");
+      return failed(ok) ? WalkResult::interrupt() : WalkResult::advance();
     });
     if (checked.wasInterrupted())
       return signalPassFailure();
@@ -43,9 +55,11 @@ struct ConvertMoEToGPUPass
     }
 
     ConversionTarget target(getContext());
-    target.addIllegalOp<ExpertFFNOp>();
+    target.addIllegalDialect<MoEDialect>();
     target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
     RewritePatternSet patterns(&getContext());
+    populateRoutingToGPUPatterns(patterns, kernels);
+    populateDispatchToGPUPatterns(patterns, kernels);
     populateExpertFFNToGPUPatterns(patterns, kernels);
     if (failed(applyPartialConversion(module, target, std::move(patterns))))
       signalPassFailure();

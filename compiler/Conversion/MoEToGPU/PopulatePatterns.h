@@ -12,13 +12,27 @@ class GPUModuleOp;
 } // namespace gpu
 namespace moe {
 
-/// moe.expert_ffn → gate/up and down tensor-core kernels added to `kernels`,
-/// launched from where the op was.
+/// moe.expert_ffn and moe.shared_expert → gate/up and down tensor-core
+/// kernels added to `kernels`, launched from where the op was.
 void populateExpertFFNToGPUPatterns(RewritePatternSet &patterns,
                                     gpu::GPUModuleOp kernels);
 
-/// Whether the GPU kernels can run `op`; if not, an error on the op saying
-/// why (unsupported sizes, packed or f16 weights).
+/// moe.router, moe.topk, moe.stats → one-thread-per-token kernels (the
+/// capacity and the counts: one thread).
+void populateRoutingToGPUPatterns(RewritePatternSet &patterns,
+                                  gpu::GPUModuleOp kernels);
+
+/// moe.dispatch (one thread, on the device) and moe.combine (one thread
+/// per token).
+void populateDispatchToGPUPatterns(RewritePatternSet &patterns,
+                                   gpu::GPUModuleOp kernels);
+
+/// Whether the FFN kernels can run an op with these sizes and weights; if
+/// not, an error on the op saying why (unsupported sizes, packed or f16
+/// weights).
+LogicalResult checkFFNForGPU(Operation *op, int64_t hidden, int64_t width,
+                             int64_t tileRows, int64_t weightPanel,
+                             ArrayRef<Value> weights);
 LogicalResult checkExpertFFNForGPU(ExpertFFNOp op);
 
 } // namespace moe

@@ -1,4 +1,4 @@
-//===- Emitters.h - Per-op code shared by CPU loops and GPU kernels -*- C++ -*-===//
+//===- Emitters.h - Per-op code shared by CPU and GPU ----------*- C++ -*-===//
 //
 // The semantics of the routing, dispatch and combine primitives, emitted
 // once: the CPU patterns call these inside their token loops, the GPU

@@ -171,14 +171,13 @@ llvm::Expected<std::string> findCUDAToolkit() {
   return path;
 }
 
-/// --target cuda: the expert FFN's tensor-core kernels, as PTX. The rest of
-/// the GPU layer (routing, dispatch, combine kernels, host code, LAYER.so
-/// packaging) is not built yet: docs/gpu.md.
+/// --target cuda: the layer's kernels, as PTX. The launch plan and the
+/// LAYER.so packaging are not built yet: docs/gpu.md.
 int compileForCUDA(ModuleOp module) {
   if (emit != Emit::ptx)
-    return fail("--target cuda: only --emit moe and --emit ptx (the expert "
-                "FFN kernels) are implemented so far; a runnable LAYER.so "
-                "for cuda is not (docs/gpu.md)");
+    return fail("--target cuda: only --emit moe and --emit ptx (the layer's "
+                "kernels) are implemented so far; a runnable LAYER.so for "
+                "cuda is not (docs/gpu.md)");
   llvm::Expected<std::string> toolkit = findCUDAToolkit();
   if (!toolkit)
     return fail(llvm::toString(toolkit.takeError()));

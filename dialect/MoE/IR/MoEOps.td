@@ -361,8 +361,8 @@ def MoE_AuxLossOp : MoE_Op<"aux_loss", [Pure]> {
     `indices` is required for `load_balancing` only.
 
     ```mlir
-    %l = moe.aux_loss load_balancing %logits, %idx
-        : tensor<?x8xf32>, tensor<?x2xi32> -> tensor<f32>
+    %l = moe.aux_loss load_balancing %logits, %idx : tensor<?x2xi32>
+        : tensor<?x8xf32> -> tensor<f32>
     ```
   }];
   let arguments = (ins MoE_AuxLossKind:$kind, MoE_FloatTensor2D:$logits,

@@ -10,10 +10,10 @@
 // CHECK:       %[[H:.*]] = gpu.alloc  (%[[ROWS]]) : memref<?x48xbf16>
 // CHECK:       %[[OUT:.*]] = gpu.alloc  (%[[ROWS]]) : memref<?x64xf32>
 // CHECK:       %[[BLOCKS:.*]] = arith.divui %[[ROWS]], %c16
-// CHECK:       gpu.launch_func  @moe_kernels::@expert_ffn_gate_up blocks in (%[[BLOCKS]], %c2{{.*}}, %c1) threads in (%c32, %c1, %c1)
+// CHECK:       gpu.launch_func  @moe_kernels::@expert_ffn_gate_up blocks in (%[[BLOCKS]], %c2{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c32{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}})
 // CHECK-SAME:    args({{.*}} : memref<?x64xf32>, {{.*}} : memref<?xi32>, {{.*}} : memref<?xi32>, {{.*}} : memref<8x48x64xbf16>, {{.*}} : memref<8x48x64xbf16>, %[[H]] : memref<?x48xbf16>)
-// CHECK:       gpu.launch_func  @moe_kernels::@expert_ffn_down blocks in (%[[BLOCKS]], %c2{{.*}}, %c1) threads in (%c32, %c1, %c1)
-// CHECK-SAME:    args(%[[H]] : memref<?x48xbf16>, {{.*}} : memref<8x64x48xbf16>, {{.*}} : memref<?x2xf32>, %[[OUT]] : memref<?x64xf32>)
+// CHECK:       gpu.launch_func  @moe_kernels::@expert_ffn_down blocks in (%[[BLOCKS]], %c2{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c32{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}})
+// CHECK-SAME:    args(%[[H]] : memref<?x48xbf16>, {{.*}} : memref<?x64xf32>, {{.*}} : memref<?xi32>, {{.*}} : memref<?xi32>, {{.*}} : memref<8x64x48xbf16>, {{.*}} : memref<?x2xf32>, %[[OUT]] : memref<?x64xf32>)
 // CHECK:       gpu.dealloc  %[[H]]
 // CHECK:       bufferization.to_tensor %[[OUT]]
 

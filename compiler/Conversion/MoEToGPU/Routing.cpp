@@ -1,0 +1,149 @@
+//===- Routing.cpp - moe.router/topk/stats to GPU kernels -----------------===//
+//
+// One thread per token runs the same per-token code as the CPU loops
+// (compiler/Conversion/MoEToLoops/Emitters.h): the router's dot products
+// and scoring, then the selection. What depends on token order (the
+// capacity, the counts) runs on one thread, on the device, so a forward
+// never waits for the host.
+//
+//===----------------------------------------------------------------------===//
+
+#include "compiler/Conversion/MoEToGPU/KernelBuilder.h"
+#include "compiler/Conversion/MoEToGPU/PopulatePatterns.h"
+#include "compiler/Conversion/MoEToLoops/Emitters.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::gpu_kernels;
+
+namespace {
+struct RouterToGPU : OpRewritePattern<RouterOp> {
+  RouterToGPU(MLIRContext *context, gpu::GPUModuleOp kernels)
+      : OpRewritePattern(context), kernels(kernels) {}
+  gpu::GPUModuleOp kernels;
+
+  LogicalResult matchAndRewrite(RouterOp op,
+                                PatternRewriter &rewriter) const override {
+    int64_t hidden = op.getInput().getType().getDimSize(1);
+    int64_t experts = op.getWeight().getType().getDimSize(0);
+    bool softmax = op.getScoring() == ScoringFunc::softmax;
+    MemRefType logitsType = bufferType(op.getLogits());
+    // router(x, w, logits, scores)
+    gpu::GPUFuncOp kernel = createKernel(
+        rewriter, kernels, "router",
+        {bufferType(op.getInput()), bufferType(op.getWeight()), logitsType,
+         logitsType},
+        kTokenBlock, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
+          Value x = args[0], w = args[1], logits = args[2], scores = args[3];
+          forThisToken(em, em.dim(x, 0), [&](Value t) {
+            em.forEach(0, em.index(experts), [&](Value e) {
+              Value dot = em.sum(
+                  em.index(0), em.index(hidden),
+                  [&](Value h) {
+                    return em.mul(em.load(x, {t, h}), em.load(w, {e, h}));
+                  },
+                  /*fast=*/false);
+              em.store(dot, logits, {t, e});
+              if (!softmax)
+                em.store(em.sigmoid(dot), scores, {t, e});
+            });
+            if (softmax)
+              emitSoftmaxRow(em, logits, scores, t, em.index(experts));
+          });
+        });
+
+    LoopEmitter em(rewriter, op.getLoc());
+    Value x = em.toBuffer(op.getInput());
+    Value tokens = em.dim(x, 0);
+    Value logits = deviceAlloc(em, logitsType, {tokens});
+    Value scores = deviceAlloc(em, logitsType, {tokens});
+    launch(em, kernel, tokenBlocks(em, tokens),
+           {x, em.toBuffer(op.getWeight()), logits, scores});
+    rewriter.replaceOp(op, {em.toTensor(logits, op.getLogits().getType()),
+                            em.toTensor(scores, op.getScores().getType())});
+    return success();
+  }
+};
+
+struct TopKToGPU : OpRewritePattern<TopKOp> {
+  TopKToGPU(MLIRContext *context, gpu::GPUModuleOp kernels)
+      : OpRewritePattern(context), kernels(kernels) {}
+  gpu::GPUModuleOp kernels;
+
+  LogicalResult matchAndRewrite(TopKOp op,
+                                PatternRewriter &rewriter) const override {
+    bool biased = bool(op.getSelectionBias());
+    MemRefType weightsType = bufferType(op.getWeights());
+    MemRefType indicesType = bufferType(op.getIndices());
+    // topk(scores, [bias,] weights, indices)
+    SmallVector<Type> args = {bufferType(op.getScores())};
+    if (biased)
+      args.push_back(bufferType(op.getSelectionBias()));
+    args.append({weightsType, indicesType});
+    gpu::GPUFuncOp select = createKernel(
+        rewriter, kernels, "topk", args, kTokenBlock, op.getLoc(),
+        [&](LoopEmitter &em, ValueRange args) {
+          Value scores = args[0];
+          Value bias = biased ? args[1] : Value();
+          Value weights = args[args.size() - 2], indices = args.back();
+          SelectionScratch scratch = allocSelectionScratch(em, op);
+          forThisToken(em, em.dim(scores, 0), [&](Value t) {
+            emitTopKRow(em, op, scratch, scores, bias, t, weights, indices);
+          });
+        });
+    gpu::GPUFuncOp capacity;
+    if (op.getCapacity() > 0)
+      capacity = createKernel(
+          rewriter, kernels, "topk_capacity", {weightsType, indicesType}, 1,
+          op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
+            onFirstThread(em, [&] {
+              emitCapacity(em, op, args[0], args[1], em.dim(args[1], 0));
+            });
+          });
+
+    LoopEmitter em(rewriter, op.getLoc());
+    Value scores = em.toBuffer(op.getScores());
+    Value tokens = em.dim(scores, 0);
+    Value weights = deviceAlloc(em, weightsType, {tokens});
+    Value indices = deviceAlloc(em, indicesType, {tokens});
+    SmallVector<Value> operands = {scores};
+    if (biased)
+      operands.push_back(em.toBuffer(op.getSelectionBias()));
+    operands.append({weights, indices});
+    launch(em, select, tokenBlocks(em, tokens), operands);
+    if (capacity)
+      launch(em, capacity, em.index(1), {weights, indices});
+    rewriter.replaceOp(op, {em.toTensor(weights, op.getWeights().getType()),
+                            em.toTensor(indices, op.getIndices().getType())});
+    return success();
+  }
+};
+
+struct StatsToGPU : OpRewritePattern<StatsOp> {
+  StatsToGPU(MLIRContext *context, gpu::GPUModuleOp kernels)
+      : OpRewritePattern(context), kernels(kernels) {}
+  gpu::GPUModuleOp kernels;
+
+  LogicalResult matchAndRewrite(StatsOp op,
+                                PatternRewriter &rewriter) const override {
+    MemRefType countsType = bufferType(op.getTokensPerExpert());
+    gpu::GPUFuncOp kernel = createKernel(
+        rewriter, kernels, "stats", {bufferType(op.getIndices()), countsType},
+        1, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
+          onFirstThread(em, [&] { emitCounts(em, args[0], args[1]); });
+        });
+    LoopEmitter em(rewriter, op.getLoc());
+    Value counts = deviceAlloc(em, countsType, {});
+    launch(em, kernel, em.index(1), {em.toBuffer(op.getIndices()), counts});
+    rewriter.replaceOp(op,
+                       em.toTensor(counts, op.getTokensPerExpert().getType()));
+    return success();
+  }
+};
+} // namespace
+
+void mlir::moe::populateRoutingToGPUPatterns(RewritePatternSet &patterns,
+                                             gpu::GPUModuleOp kernels) {
+  patterns.add<RouterToGPU, TopKToGPU, StatsToGPU>(patterns.getContext(),
+                                                   kernels);
+}

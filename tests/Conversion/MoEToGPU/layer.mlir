@@ -1,0 +1,83 @@
+// RUN: moe-opt %s --moe-decompose-layer --convert-moe-to-gpu --split-input-file --verify-diagnostics | FileCheck %s
+
+// A whole layer on the GPU: every primitive a launch, every result a device
+// buffer, nothing read back on the host. The dispatch plan is sized for the
+// most rows any routing needs: R_max = floor((T k + E (tile - 1)) / tile) * tile.
+
+// CHECK-LABEL: func.func @qwen2
+// CHECK:       %[[T:.*]] = memref.dim %{{.*}}, %c0 : memref<?x64xf32>
+// CHECK:       gpu.launch_func  @moe_kernels::@router blocks in (%{{.*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128
+// CHECK:       gpu.launch_func  @moe_kernels::@topk
+// CHECK:       %[[SLOTS:.*]] = arith.muli %{{.*}}, %c2{{[_0-9]*}} : index
+// CHECK:       %[[PADDED:.*]] = arith.addi %[[SLOTS]], %c1016 : index
+// CHECK:       %[[TILES:.*]] = arith.divui %[[PADDED]], %c128{{[_0-9]*}} : index
+// CHECK:       %[[RMAX:.*]] = arith.muli %[[TILES]], %c128{{[_0-9]*}} : index
+// CHECK:       gpu.alloc  () : memref<9xi32>
+// CHECK:       gpu.alloc  (%[[RMAX]]) : memref<?xi32>
+// CHECK:       gpu.alloc  (%[[TILES]]) : memref<?xi32>
+// The sort runs on one device thread.
+// CHECK:       gpu.launch_func  @moe_kernels::@dispatch blocks in (%c1{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c1{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}})
+// CHECK:       gpu.launch_func  @moe_kernels::@expert_ffn_gate_up
+// CHECK:       gpu.launch_func  @moe_kernels::@expert_ffn_down
+// The shared expert: one row per token, padded to 16.
+// CHECK:       arith.ceildivui %{{.*}}, %c16
+// CHECK:       gpu.launch_func  @moe_kernels::@shared_ffn_gate_up
+// CHECK:       gpu.launch_func  @moe_kernels::@shared_ffn_down
+// CHECK-SAME:    memref<1x64xf32>
+// CHECK:       gpu.launch_func  @moe_kernels::@combine
+// CHECK:       gpu.launch_func  @moe_kernels::@stats
+// CHECK-NOT:   moe.
+
+// CHECK:       gpu.module @moe_kernels
+// CHECK:       gpu.func @router({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// CHECK:         gpu.block_id  x
+// CHECK:         gpu.thread_id  x
+// CHECK:         math.exp
+// CHECK:       gpu.func @topk(
+// Per-thread selection scratch.
+// CHECK:         memref.alloca() {alignment = 64 : i64} : memref<8xf32>
+// CHECK:         memref.alloca() {alignment = 64 : i64} : memref<8xi8>
+// CHECK:       gpu.func @dispatch({{.*}}) kernel attributes {known_block_size = array<i32: 1, 1, 1>}
+// CHECK:       gpu.func @expert_ffn_gate_up(
+// CHECK:         nvvm.mma.sync
+// CHECK:       gpu.func @shared_ffn_down(
+// CHECK:         nvvm.mma.sync
+// CHECK:       gpu.func @combine(
+// CHECK:       gpu.func @stats(
+func.func @qwen2(%x: tensor<?x64xf32>, %r: tensor<8x64xf32>, %g: tensor<8x32x64xf32>,
+                 %u: tensor<8x32x64xf32>, %d: tensor<8x64x32xf32>, %sg: tensor<64x64xf32>,
+                 %su: tensor<64x64xf32>, %sd: tensor<64x64xf32>, %seg: tensor<1x64xf32>)
+    -> (tensor<?x64xf32>, tensor<8xi64>) {
+  %y, %n = moe.layer %x router(%r) experts(up %u, down %d, gate %g) shared_gate %sg
+      shared_up %su shared_down %sd shared_expert_gate %seg scoring = softmax k = 2
+      activation = silu tile_rows = 128
+      : (tensor<?x64xf32>, tensor<8x64xf32>, tensor<8x32x64xf32>, tensor<8x32x64xf32>,
+         tensor<8x64x32xf32>, tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>,
+         tensor<1x64xf32>) -> (tensor<?x64xf32>, tensor<8xi64>)
+  return %y, %n : tensor<?x64xf32>, tensor<8xi64>
+}
+
+// -----
+
+// Capacity depends on token order: a second, one-thread kernel after the
+// per-token selection.
+// CHECK-LABEL: func.func @switch
+// CHECK:       gpu.launch_func  @moe_kernels::@topk blocks
+// CHECK:       gpu.launch_func  @moe_kernels::@topk_capacity blocks in (%c1{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}})
+// CHECK:       gpu.func @topk_capacity({{.*}}) kernel attributes {known_block_size = array<i32: 1, 1, 1>}
+func.func @switch(%x: tensor<?x64xf32>, %r: tensor<8x64xf32>, %wi: tensor<8x48x64xf32>,
+                  %wo: tensor<8x64x48xf32>) -> (tensor<?x64xf32>, tensor<8xi64>) {
+  %y, %n = moe.layer %x router(%r) experts(up %wi, down %wo) scoring = softmax k = 1
+      capacity = 8 activation = relu tile_rows = 128
+      : (tensor<?x64xf32>, tensor<8x64xf32>, tensor<8x48x64xf32>, tensor<8x64x48xf32>)
+      -> (tensor<?x64xf32>, tensor<8xi64>)
+  return %y, %n : tensor<?x64xf32>, tensor<8xi64>
+}
+
+// -----
+
+func.func @aux_loss(%logits: tensor<?x8xf32>, %idx: tensor<?x2xi32>) -> tensor<f32> {
+  // expected-error @+1 {{'moe.aux_loss' op has no GPU kernel yet (the cuda target runs inference layers)}}
+  %l = moe.aux_loss load_balancing %logits, %idx : tensor<?x2xi32> : tensor<?x8xf32> -> tensor<f32>
+  return %l : tensor<f32>
+}
