@@ -86,6 +86,9 @@ void mlir::moe::buildMoEGPUKernelsPipeline(
     OpPassManager &pm, const MoEGPUPipelineOptions &options) {
   pm.nest<func::FuncOp>().addPass(createMoEDecomposeLayerPass());
   pm.addPass(createConvertMoEToGPUPass());
+  // The host code becomes the launch plan: fold its buffer views.
+  pm.nest<func::FuncOp>().addPass(createCanonicalizerPass());
+  pm.nest<func::FuncOp>().addPass(createCSEPass());
 
   GpuNVVMAttachTargetOptions target;
   target.chip = options.chip;

@@ -1,7 +1,7 @@
 //===- moec.cpp - The moec compiler driver --------------------------------===//
 //
 //   moec compile CONFIG -o LAYER.so [--target cpu] [--emit moe|linalg|llvm|obj]
-//   moec compile CONFIG -o KERNELS.ptx --target cuda --emit ptx
+//   moec compile CONFIG -o LAYER.so --target cuda [--emit moe|ptx]
 //
 // CONFIG is a Hugging Face config.json or a .mlir file in the moe dialect.
 //
@@ -11,6 +11,8 @@
 #include "compiler/Pipelines/Pipelines.h"
 #include "compiler/Registration/Registration.h"
 #include "compiler/Target/CPU/CPUTarget.h"
+#include "compiler/Target/CUDA/CUDALayer.h"
+#include "compiler/Target/CUDA/LaunchPlan.h"
 #include "compiler/Target/LayerABI.h"
 #include "dialect/MoE/IR/MoEOps.h"
 
@@ -27,6 +29,8 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FileUtilities.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/SourceMgr.h"
@@ -54,8 +58,7 @@ cl::opt<std::string> outputPath("o", cl::Required,
                                 cl::value_desc("path"),
                                 cl::sub(compileCommand));
 cl::opt<std::string> target("target", cl::init("cpu"),
-                            cl::desc("Target: cpu, or cuda (NVIDIA sm_90a; "
-                                     "so far --emit moe|ptx only)"),
+                            cl::desc("Target: cpu, or cuda (NVIDIA sm_90a)"),
                             cl::sub(compileCommand));
 cl::opt<std::string> cudaPath(
     "cuda-path", cl::init(""),
@@ -171,31 +174,85 @@ llvm::Expected<std::string> findCUDAToolkit() {
   return path;
 }
 
-/// --target cuda: the layer's kernels, as PTX. The launch plan and the
-/// LAYER.so packaging are not built yet: docs/gpu.md.
-int compileForCUDA(ModuleOp module) {
-  if (emit != Emit::ptx)
-    return fail("--target cuda: only --emit moe and --emit ptx (the layer's "
-                "kernels) are implemented so far; a runnable LAYER.so for "
-                "cuda is not (docs/gpu.md)");
+/// Links `object` (a written-out host module) into outputPath via a
+/// temporary, so that a failed link leaves nothing behind.
+int linkLayer(llvm::Module &host, llvm::TargetMachine &machine) {
+  llvm::SmallString<128> objectPath, libraryPath;
+  if (std::error_code ec =
+          llvm::sys::fs::createTemporaryFile("moec", "o", objectPath))
+    return fail("cannot create a temporary file: " + ec.message());
+  llvm::FileRemover removeObject(objectPath);
+  {
+    std::string message;
+    auto out = openOutputFile(objectPath, &message);
+    if (!out)
+      return fail(message);
+    if (llvm::Error err = emitObject(host, machine, out->os()))
+      return fail(llvm::toString(std::move(err)));
+    out->keep();
+  }
+  libraryPath = outputPath;
+  libraryPath += ".tmp";
+  llvm::FileRemover removeLibrary(libraryPath);
+  if (llvm::Error err = linkSharedLibrary(objectPath, libraryPath))
+    return fail(llvm::toString(std::move(err)));
+  if (std::error_code ec = llvm::sys::fs::rename(libraryPath, outputPath))
+    return fail("cannot write " + outputPath + ": " + ec.message());
+  return 0;
+}
+
+/// --target cuda: the layer's kernels through gpu-module-to-binary; PTX for
+/// --emit ptx, else a LAYER.so with the fatbin and the launch plan.
+int compileForCUDA(ModuleOp module, func::FuncOp entry) {
+  if (emit != Emit::ptx && emit != Emit::so)
+    return fail("--target cuda emits moe, ptx or the LAYER.so");
   llvm::Expected<std::string> toolkit = findCUDAToolkit();
   if (!toolkit)
     return fail(llvm::toString(toolkit.takeError()));
+  // The arguments as the entry function takes them: weights unpacked.
+  std::string arguments = buildLayerMetadata(module, entry);
+
   MoEGPUPipelineOptions options;
   options.toolkit = *toolkit;
-  options.format = "isa";
+  options.format = emit == Emit::ptx ? "isa" : "fatbin";
   PassManager pm(module.getContext());
   buildMoEGPUKernelsPipeline(pm, options);
   if (failed(pm.run(module)))
     return fail(inputPath + ": lowering for cuda failed");
-  std::string ptx;
+  std::string image;
   module.walk([&](gpu::BinaryOp binary) {
     for (Attribute object : binary.getObjects())
-      ptx += cast<gpu::ObjectAttr>(object).getObject().getValue().str();
+      image += cast<gpu::ObjectAttr>(object).getObject().getValue().str();
   });
-  if (ptx.empty())
+  if (image.empty())
     return fail(inputPath + ": the layer has no GPU kernels");
-  return writeOutput([&](llvm::raw_ostream &os) { os << ptx; });
+  if (emit == Emit::ptx)
+    return writeOutput([&](llvm::raw_ostream &os) { os << image; });
+
+  llvm::Expected<llvm::json::Object> plan = buildLaunchPlan(entry);
+  if (!plan)
+    return fail(inputPath + ": " + llvm::toString(plan.takeError()));
+  llvm::Expected<llvm::json::Value> parsed = llvm::json::parse(arguments);
+  if (!parsed)
+    return fail("internal error: " + llvm::toString(parsed.takeError()));
+  llvm::json::Object &metadata = *parsed->getAsObject();
+  // The host-side fields of a CPU layer mean nothing here.
+  metadata.erase("threading");
+  metadata.erase("workspace_bytes_per_thread");
+  metadata["device"] = "cuda";
+  (*plan)["arch"] = options.chip.getValue();
+  (*plan)["image"] = "fatbin";
+  metadata["cuda"] = std::move(*plan);
+  std::string json =
+      llvm::formatv("{0}", llvm::json::Value(std::move(metadata)));
+
+  auto machine = createCPUTargetMachine();
+  if (!machine)
+    return fail(llvm::toString(machine.takeError()));
+  llvm::LLVMContext llvmContext;
+  std::unique_ptr<llvm::Module> host =
+      buildCUDALayerModule(llvmContext, json, image, **machine);
+  return linkLayer(*host, **machine);
 }
 
 int compile() {
@@ -220,7 +277,7 @@ int compile() {
   if (target == "cuda") {
     if (emit == Emit::moe)
       return writeOutput([&](llvm::raw_ostream &os) { module->print(os); });
-    return compileForCUDA(*module);
+    return compileForCUDA(*module, *entry);
   }
 
   auto machine = createCPUTargetMachine(mcpu == "host" ? StringRef() : StringRef(mcpu));
@@ -277,30 +334,8 @@ int compile() {
     return 0;
   }
 
-  // LAYER.so: object to a temporary file, linked next to the output, then
-  // renamed into place so that a failed link leaves nothing behind.
-  llvm::SmallString<128> objectPath, libraryPath;
-  if (std::error_code ec =
-          llvm::sys::fs::createTemporaryFile("moec", "o", objectPath))
-    return fail("cannot create a temporary file: " + ec.message());
-  llvm::FileRemover removeObject(objectPath);
-  {
-    std::string message;
-    auto out = openOutputFile(objectPath, &message);
-    if (!out)
-      return fail(message);
-    if (llvm::Error err = emitObject(**llvmModule, **machine, out->os()))
-      return fail(llvm::toString(std::move(err)));
-    out->keep();
-  }
-  libraryPath = outputPath;
-  libraryPath += ".tmp";
-  llvm::FileRemover removeLibrary(libraryPath);
-  if (llvm::Error err = linkSharedLibrary(objectPath, libraryPath))
-    return fail(llvm::toString(std::move(err)));
-  if (std::error_code ec = llvm::sys::fs::rename(libraryPath, outputPath))
-    return fail("cannot write " + outputPath + ": " + ec.message());
-  return 0;
+  // LAYER.so: linked next to the output, then renamed into place.
+  return linkLayer(**llvmModule, **machine);
 }
 } // namespace
 
@@ -311,7 +346,7 @@ int main(int argc, char **argv) {
       "moec: an ahead-of-time compiler for Mixture-of-Experts layers\n\n"
       "  moec compile CONFIG -o LAYER.so [--target cpu] "
       "[--emit moe|linalg|llvm|obj]\n"
-      "  moec compile CONFIG -o KERNELS.ptx --target cuda --emit ptx\n");
+      "  moec compile CONFIG -o LAYER.so --target cuda [--emit moe|ptx]\n");
   if (compileCommand)
     return compile();
   cl::PrintHelpMessage();

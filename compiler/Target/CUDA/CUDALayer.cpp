@@ -1,0 +1,50 @@
+//===- CUDALayer.cpp - A GPU layer as a shared library --------------------===//
+
+#include "compiler/Target/CUDA/CUDALayer.h"
+#include "compiler/Target/LayerABI.h"
+
+#include "llvm/IR/Constants.h"
+#include "llvm/IR/IRBuilder.h"
+#include "llvm/IR/Module.h"
+#include "llvm/Target/TargetMachine.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+
+std::unique_ptr<llvm::Module>
+mlir::moe::buildCUDALayerModule(llvm::LLVMContext &context,
+                                llvm::StringRef metadata, llvm::StringRef image,
+                                llvm::TargetMachine &machine) {
+  auto module = std::make_unique<llvm::Module>("moec_cuda_layer", context);
+  module->setTargetTriple(machine.getTargetTriple());
+  module->setDataLayout(machine.createDataLayout());
+  llvm::IRBuilder<> b(context);
+  llvm::Type *ptr = b.getPtrTy();
+
+  auto define = [&](llvm::StringRef name, llvm::Type *result,
+                    llvm::ArrayRef<llvm::Type *> params) {
+    auto *fn = llvm::Function::Create(
+        llvm::FunctionType::get(result, params, false),
+        llvm::GlobalValue::ExternalLinkage, name, *module);
+    b.SetInsertPoint(llvm::BasicBlock::Create(context, "entry", fn));
+    return fn;
+  };
+
+  define("moec_abi_version", b.getInt32Ty(), {});
+  b.CreateRet(b.getInt32(kLayerABIVersion));
+
+  define("moec_layer_metadata", ptr, {});
+  b.CreateRet(b.CreateGlobalString(metadata, "moec.metadata"));
+
+  // The image, 16-byte aligned (cuModuleLoadData reads it in place).
+  auto *bytes = llvm::ConstantDataArray::getRaw(
+      image, image.size(), b.getInt8Ty());
+  auto *global = new llvm::GlobalVariable(
+      *module, bytes->getType(), /*isConstant=*/true,
+      llvm::GlobalValue::PrivateLinkage, bytes, "moec.cuda_image");
+  global->setAlignment(llvm::Align(16));
+  llvm::Function *getImage = define("moec_cuda_image", ptr, {ptr});
+  b.CreateStore(b.getInt64(image.size()), getImage->getArg(0));
+  b.CreateRet(global);
+  return module;
+}
