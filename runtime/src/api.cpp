@@ -7,9 +7,11 @@
 
 #include "moert/moert.h"
 
+#include "runtime/src/cuda_driver.h"
 #include "runtime/src/error.h"
 #include "runtime/src/layer.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -62,6 +64,8 @@ const char *moert_status_string(moert_status status) {
     return "unsupported";
   case MOERT_ERROR_INTERNAL:
     return "internal error";
+  case MOERT_ERROR_NO_DEVICE:
+    return "no CUDA device";
   }
   return "unknown status";
 }
@@ -105,6 +109,11 @@ int64_t moert_layer_top_k(const moert_layer *layer) {
 
 int moert_layer_token_independent(const moert_layer *layer) {
   return layer ? int(layer->impl->metadata().tokenIndependent) : 0;
+}
+
+const char *moert_layer_device(const moert_layer *layer) {
+  return layer ? moert::deviceKindName(layer->impl->metadata().device).data()
+               : nullptr;
 }
 
 moert_status moert_layer_load_weights(moert_layer *layer,
@@ -157,6 +166,23 @@ moert_status moert_layer_last_stats(const moert_layer *layer,
 
 moert_status moert_layer_reset_stats(moert_layer *layer) {
   return guard([&] { layerOf(layer, "moert_layer_reset_stats").resetStats(); });
+}
+
+moert_status moert_cuda_device_info(int device, char *name, size_t name_size,
+                                    int *sm_major, int *sm_minor) {
+  return guard([&] {
+    moert::cuda::DeviceInfo info =
+        moert::cuda::Driver::load()->deviceInfo(device);
+    if (name && name_size > 0) {
+      size_t n = std::min(info.name.size(), name_size - 1);
+      std::memcpy(name, info.name.data(), n);
+      name[n] = '\0';
+    }
+    if (sm_major)
+      *sm_major = info.smMajor;
+    if (sm_minor)
+      *sm_minor = info.smMinor;
+  });
 }
 
 } // extern "C"

@@ -102,6 +102,12 @@ std::unique_ptr<Layer> Layer::open(const std::string &path) {
          "{}: invalid metadata: abi_version {} disagrees with "
          "moec_abi_version() = {}",
          path, layer->metadata_.abiVersion, abi);
+  // The driver layer exists (cuda_driver.h); launching a cuda layer's
+  // kernels does not yet.
+  if (layer->metadata_.device == DeviceKind::Cuda)
+    fail(MOERT_ERROR_UNSUPPORTED,
+         "{}: running cuda layers is not implemented in this runtime yet",
+         path);
 
   if (layer->metadata_.openmp)
     layer->ompSetNumThreads_ = reinterpret_cast<SetThreadsFn>(

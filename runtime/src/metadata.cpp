@@ -232,6 +232,10 @@ std::string_view elementTypeName(ElementType type) {
   return "?";
 }
 
+std::string_view deviceKindName(DeviceKind kind) {
+  return kind == DeviceKind::Cuda ? "cuda" : "cpu";
+}
+
 std::vector<int64_t> panelShape(const std::vector<int64_t> &shape,
                                 int64_t panel) {
   std::vector<int64_t> packed(shape.begin(), shape.end() - 2);
@@ -269,6 +273,13 @@ LayerMetadata parseLayerMetadata(std::string_view text,
   if (root.contains("workspace_bytes_per_thread"))
     m.workspaceBytesPerThread =
         uint64_t(r.integer(root, "", "workspace_bytes_per_thread", 0));
+  if (root.contains("device")) {
+    std::string device = r.string(root, "", "device");
+    if (device == "cuda")
+      m.device = DeviceKind::Cuda;
+    else if (device != "cpu")
+      r.invalid("field 'device' is '{}', expected cpu or cuda", device);
+  }
   if (root.contains("threading")) {
     std::string threading = r.string(root, "", "threading");
     if (threading == "openmp")

@@ -19,6 +19,10 @@ namespace moert {
 constexpr size_t kMaxRank = 8;
 
 enum class Role { Input, Weight, Output, Stats };
+/// What a layer was compiled for (`"device"`, default cpu).
+enum class DeviceKind { Cpu, Cuda };
+/// "cpu" or "cuda", NUL-terminated.
+std::string_view deviceKindName(DeviceKind kind);
 enum class ElementType { F32, BF16, F16, I64 };
 std::string_view elementTypeName(ElementType type);
 
@@ -47,6 +51,7 @@ struct LayerMetadata {
   int64_t numExperts = 0;
   int64_t topK = 0; // 0 when absent
   bool tokenIndependent = false;
+  DeviceKind device = DeviceKind::Cpu;
   /// The layer runs its own parallel loops with LLVM's OpenMP runtime
   /// ("threading": "openmp"); the runtime then sets its thread count
   /// instead of running chunks on its own pool.

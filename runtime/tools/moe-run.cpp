@@ -2,7 +2,7 @@
 //
 //   moe-run LAYER.so --weights FILE.safetensors [--prefix P]
 //           --input X.npy --output Y.npy [--stats STATS.json]
-//           [--threads N] [--device cpu]
+//           [--threads N] [--device cpu|cuda]
 //
 // Other tools (tests/e2e, moe-bench) rely on this contract: on any error,
 // exactly one line "moe-run: error: <message>" on stderr, exit status 1, and
@@ -39,7 +39,7 @@ namespace {
 constexpr const char *kUsage =
     R"(usage: moe-run LAYER.so --weights FILE.safetensors [--prefix P]
                --input X.npy --output Y.npy [--stats STATS.json]
-               [--threads N] [--device cpu]
+               [--threads N] [--device cpu|cuda]
 
 Runs a layer compiled by `moec compile` on the tokens of X.npy (float32
 [tokens, hidden_size]) and writes the layer's output to Y.npy (float32, same
@@ -57,7 +57,10 @@ options:
                    "imbalance": max/mean}
   --threads N      threads for the forward pass (default 0: one per hardware
                    thread); results are identical for every N
-  --device D       cpu (default); cuda is not built into this runtime yet
+  --device D       cpu (default), or cuda: CUDA device 0, for a layer compiled
+                   with --target cuda; needs an NVIDIA driver (libcuda.so.1,
+                   loaded at run time). Running cuda layers is not
+                   implemented in this runtime yet.
   -h, --help       print this help
 )";
 
@@ -194,13 +197,14 @@ void writeStats(const std::string &path, int64_t tokens,
 }
 
 void run(const Options &o) {
-  if (o.device == "cuda")
-    fail(MOERT_ERROR_UNSUPPORTED,
-         "CUDA device support is not built into this runtime yet");
-  if (o.device != "cpu")
+  if (o.device != "cpu" && o.device != "cuda")
     fail(MOERT_ERROR_INVALID_ARGUMENT,
          "unknown device '{}' (expected cpu or cuda)", o.device);
-  // Created first: an unwritable output fails before any work is done.
+  // No driver or no device is reported before anything else is read.
+  if (o.device == "cuda")
+    check(moert_cuda_device_info(0, nullptr, 0, nullptr, nullptr));
+  // Created before the layer is opened: an unwritable output fails before
+  // any work is done.
   PendingFile output(o.output);
   std::optional<PendingFile> stats;
   if (!o.stats.empty())
@@ -210,6 +214,13 @@ void run(const Options &o) {
   check(moert_layer_open(o.layer.c_str(), &handle));
   std::unique_ptr<moert_layer, void (*)(moert_layer *)> layer(
       handle, moert_layer_close);
+  std::string compiledFor = moert_layer_device(layer.get());
+  if (compiledFor != o.device)
+    fail(MOERT_ERROR_MISMATCH,
+         "{} was compiled for {}; compile with --target {} to run on "
+         "--device {}",
+         o.layer, compiledFor == "cpu" ? "the cpu" : compiledFor, o.device,
+         o.device);
   int64_t hidden = moert_layer_hidden_size(layer.get());
 
   moert::NpyArray x = moert::readNpyF32(o.input, 2);

@@ -52,7 +52,11 @@ typedef enum moert_status {
   /* A feature this build lacks. */
   MOERT_ERROR_UNSUPPORTED = 8,
   /* A bug, or an OS failure such as starting threads. */
-  MOERT_ERROR_INTERNAL = 9
+  MOERT_ERROR_INTERNAL = 9,
+  /* No usable CUDA driver or device: libcuda.so.1 is missing or older than
+   * CUDA 11, cuInit fails, no such device, or the device's architecture is
+   * not the one the layer was compiled for. */
+  MOERT_ERROR_NO_DEVICE = 10
 } moert_status;
 
 typedef struct moert_layer moert_layer;
@@ -92,6 +96,8 @@ MOERT_API int64_t moert_layer_num_experts(const moert_layer *layer);
 MOERT_API int64_t moert_layer_top_k(const moert_layer *layer);
 /* 1 if the runtime may split a batch into chunks (see docs/abi.md). */
 MOERT_API int moert_layer_token_independent(const moert_layer *layer);
+/* What the layer was compiled for: "cpu" or "cuda". */
+MOERT_API const char *moert_layer_device(const moert_layer *layer);
 
 /* --- Weights ------------------------------------------------------------ */
 
@@ -141,6 +147,20 @@ MOERT_API moert_status moert_layer_last_stats(const moert_layer *layer,
 
 /* Zeroes both the running and the last call's statistics. */
 MOERT_API moert_status moert_layer_reset_stats(moert_layer *layer);
+
+/* --- CUDA devices ------------------------------------------------------ */
+
+/* Describes CUDA device `device` (0: the first one the driver lists, after
+ * CUDA_VISIBLE_DEVICES): its name, NUL-terminated and cut to name_size - 1
+ * bytes, and its compute capability, e.g. 9.0 for an H100/H200. Any output
+ * may be NULL; they are written only on success. Loads the NVIDIA driver
+ * with dlopen("libcuda.so.1") (the environment variable MOERT_LIBCUDA
+ * overrides the path) and calls cuInit; creates no context. Without a
+ * driver or device: MOERT_ERROR_NO_DEVICE, and moert_last_error() says
+ * which. libmoert itself never needs CUDA to load. */
+MOERT_API moert_status moert_cuda_device_info(int device, char *name,
+                                              size_t name_size, int *sm_major,
+                                              int *sm_minor);
 
 #ifdef __cplusplus
 } /* extern "C" */

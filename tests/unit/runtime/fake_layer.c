@@ -8,7 +8,8 @@
  * Variants (compile definitions): FAKE_ABI_VERSION=n, FAKE_NO_FORWARD,
  * FAKE_TOKEN_DEPENDENT (token_independent false), FAKE_BAD_METADATA,
  * FAKE_PACKED (experts.{e}.w1.weight as bf16 in panels of 2: [4, 2, 8, 2],
- * the last panel half padding, which must be zero).
+ * the last panel half padding, which must be zero), FAKE_DEVICE_CUDA
+ * ("device": "cuda" in the metadata).
  * fake_*() let tests see what the runtime passed.
  *
  *===----------------------------------------------------------------------===*/
@@ -34,6 +35,12 @@
 #define FAKE_W1 "\"dtype\": \"f32\", \"shape\": [4, 3, 8]"
 #endif
 
+#ifdef FAKE_DEVICE_CUDA
+#define FAKE_DEVICE "\"device\": \"cuda\", "
+#else
+#define FAKE_DEVICE ""
+#endif
+
 #define HIDDEN 8
 #define EXPERTS 4
 #define WIDTH 3
@@ -46,8 +53,9 @@ const char *moec_layer_metadata(void) {
 #ifdef FAKE_BAD_METADATA
   return "{\"abi_version\": 1, \"family\": \"fake\", \"hidden_size\": 8";
 #else
-  return "{\"abi_version\": 1, \"moec_version\": \"test\", \"family\": "
-         "\"fake\", \"hidden_size\": 8, \"num_experts\": 4, \"top_k\": 2, "
+  return "{\"abi_version\": 1, \"moec_version\": \"test\", " FAKE_DEVICE
+         "\"family\": \"fake\", \"hidden_size\": 8, \"num_experts\": 4, "
+         "\"top_k\": 2, "
          "\"token_independent\": " FAKE_TOKEN_INDEPENDENT ", "
          "\"workspace_bytes_per_token\": 100, \"workspace_bytes_fixed\": 1000, "
          "\"arguments\": ["

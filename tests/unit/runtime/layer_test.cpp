@@ -165,6 +165,7 @@ TEST_CASE("layer: open and properties", "[layer]") {
   CHECK(moert_layer_top_k(layer) == 2);
   CHECK(moert_layer_token_independent(layer) == 1);
   CHECK(std::string(moert_layer_family(layer)) == "fake");
+  CHECK(std::string(moert_layer_device(layer)) == "cpu");
   CHECK_THAT(moert_layer_metadata(layer),
              Catch::Contains("\"moec_version\": \"test\""));
   CHECK(moert_abi_version() == MOERT_ABI_VERSION);
@@ -172,6 +173,7 @@ TEST_CASE("layer: open and properties", "[layer]") {
   // Properties of no layer are zero, not a crash.
   CHECK(moert_layer_hidden_size(nullptr) == 0);
   CHECK(moert_layer_metadata(nullptr) == nullptr);
+  CHECK(moert_layer_device(nullptr) == nullptr);
   CHECK(moert_layer_workspace_bytes(nullptr, 10) == 0);
   moert_layer_close(nullptr);
 
@@ -231,6 +233,12 @@ TEST_CASE("layer: files that are not usable layers", "[layer]") {
   CHECK_THAT(metadata.message,
              Catch::StartsWith(std::string(MOERT_FAKE_LAYER_BAD_METADATA) +
                                ": invalid metadata: not valid JSON: "));
+
+  Failure cuda = failure(MOERT_FAKE_LAYER_CUDA);
+  CHECK(cuda.status == MOERT_ERROR_UNSUPPORTED);
+  CHECK(cuda.message == std::string(MOERT_FAKE_LAYER_CUDA) +
+                            ": running cuda layers is not implemented in this "
+                            "runtime yet");
 
   moert_layer *none = reinterpret_cast<moert_layer *>(0x1);
   CHECK(moert_layer_open(nullptr, &none) == MOERT_ERROR_INVALID_ARGUMENT);
@@ -568,6 +576,8 @@ TEST_CASE("layer: workspace bound", "[layer]") {
 TEST_CASE("errors: statuses and thread-local messages", "[layer]") {
   CHECK(std::string(moert_status_string(MOERT_OK)) == "ok");
   CHECK(std::string(moert_status_string(MOERT_ERROR_ABI)) == "ABI error");
+  CHECK(std::string(moert_status_string(MOERT_ERROR_NO_DEVICE)) ==
+        "no CUDA device");
   CHECK(std::string(moert_status_string(moert_status(99))) == "unknown status");
 
   moert_layer *layer = nullptr;

@@ -77,6 +77,7 @@ TEST_CASE("metadata: the documented example", "[metadata]") {
   LayerMetadata n = parseLayerMetadata(minimal.dump(), "layer.so");
   CHECK(n.topK == 0);
   CHECK(n.moecVersion.empty());
+  CHECK(n.device == DeviceKind::Cpu);
 }
 
 TEST_CASE("metadata: malformed JSON", "[metadata]") {
@@ -106,6 +107,14 @@ TEST_CASE("metadata: top-level fields", "[metadata]") {
         "field 'token_independent' must be true or false");
   CHECK(problem(with("/arguments", json::array())) ==
         "field 'arguments' must be a non-empty list");
+  CHECK(parseLayerMetadata(with("/device", "cuda").dump(), "l.so").device ==
+        DeviceKind::Cuda);
+  CHECK(parseLayerMetadata(with("/device", "cpu").dump(), "l.so").device ==
+        DeviceKind::Cpu);
+  CHECK(problem(with("/device", "tpu")) ==
+        "field 'device' is 'tpu', expected cpu or cuda");
+  CHECK(problem(with("/device", 1)) ==
+        "field 'device' must be a non-empty string");
 }
 
 TEST_CASE("metadata: argument fields", "[metadata]") {

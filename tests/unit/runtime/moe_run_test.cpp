@@ -26,9 +26,11 @@ struct Result {
   std::string out, err;
 };
 
-Result moeRun(const TempDir &dir, const std::string &args) {
-  std::string command = std::string(MOE_RUN) + " " + args + " >" +
-                        dir.path("stdout") + " 2>" + dir.path("stderr");
+/// `env`: variable assignments for the command, e.g. "A=1 B=2".
+Result moeRun(const TempDir &dir, const std::string &args,
+              const std::string &env = "") {
+  std::string command = "env " + env + " " + std::string(MOE_RUN) + " " + args +
+                        " >" + dir.path("stdout") + " 2>" + dir.path("stderr");
   int raw = std::system(command.c_str());
   return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, readFile(dir.path("stdout")),
           readFile(dir.path("stderr"))};
@@ -151,9 +153,39 @@ TEST_CASE("moe-run: errors leave no output", "[moe-run]") {
                      "none.safetensors: cannot open"));
   CHECK(oneErrorLine(run(MOERT_FAKE_LAYER_ABI2, w, "p.", in),
                      "layer ABI version 2, runtime supports 1"));
-  CHECK(oneErrorLine(run(layer, w, "p.", in, " --device cuda"),
-                     "moe-run: error: CUDA device support is not built into "
-                     "this runtime yet"));
+  // --device cuda: no driver, no device, a cpu layer, a cuda layer.
+  auto cuda = [&](const std::string &env, const std::string &so) {
+    return moeRun(dir,
+                  so + " --weights " + w + " --prefix p. --input " + in +
+                      outputs + " --device cuda",
+                  env);
+  };
+  std::string fake = std::string("MOERT_LIBCUDA=") + MOERT_FAKE_LIBCUDA;
+  CHECK(oneErrorLine(cuda("MOERT_LIBCUDA=" + dir.path("none.so"), layer),
+                     "moe-run: error: CUDA driver not found (" +
+                         dir.path("none.so") +
+                         ": cannot open shared object file: No such file or "
+                         "directory); --device cuda needs an NVIDIA driver"));
+  CHECK(oneErrorLine(cuda(fake + " FAKE_CUDA_MODE=no_device", layer),
+                     "moe-run: error: no CUDA device: cuInit failed with "
+                     "CUDA_ERROR_NO_DEVICE (no CUDA-capable device is "
+                     "detected)"));
+  CHECK(oneErrorLine(cuda(fake + " FAKE_CUDA_MODE=zero_devices", layer),
+                     "moe-run: error: no CUDA device: the driver found none"));
+  CHECK(oneErrorLine(cuda(fake + " FAKE_CUDA_MODE=h200", layer),
+                     "moe-run: error: " + layer +
+                         " was compiled for the cpu; compile with --target "
+                         "cuda to run on --device cuda"));
+  CHECK(oneErrorLine(cuda(fake + " FAKE_CUDA_MODE=h200", MOERT_FAKE_LAYER_CUDA),
+                     "moe-run: error: " + std::string(MOERT_FAKE_LAYER_CUDA) +
+                         ": running cuda layers is not implemented in this "
+                         "runtime yet"));
+  // This machine's own driver, if any: one of the messages above.
+  Result here = cuda("-u MOERT_LIBCUDA", layer);
+  CHECK((oneErrorLine(here, "CUDA driver not found (libcuda.so.1: ") ||
+         oneErrorLine(here, "no CUDA device") ||
+         oneErrorLine(here, "cannot be initialised") ||
+         oneErrorLine(here, " was compiled for the cpu; compile with")));
   CHECK(oneErrorLine(run(layer, w, "p.", in, " --device tpu"),
                      "unknown device 'tpu' (expected cpu or cuda)"));
   CHECK(oneErrorLine(run(layer, w, "p.", in, " --threads many"),

@@ -1,0 +1,278 @@
+//===- cuda_driver.h - The CUDA driver API, loaded at run time -*- C++ -*-===//
+//
+// libmoert has no link-time dependency on CUDA: Driver::load() dlopens the
+// NVIDIA driver (libcuda.so.1; $MOERT_LIBCUDA overrides the path, for tests)
+// only when a CUDA device is asked for, so the runtime builds and its CPU
+// path runs on machines without a driver or toolkit. The few driver types
+// and entry points it uses are declared here, ABI-compatible with cuda.h,
+// under the symbol names cuda.h's macros select (cuMemAlloc_v2, ...).
+//
+// On top of the driver: Device (one GPU and its retained primary context)
+// and the RAII helpers DeviceBuffer, Stream and Module. Every failure throws
+// moert::Error with a one-line message naming the call and the driver's
+// error; a missing driver or device is MOERT_ERROR_NO_DEVICE.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOERT_SRC_CUDA_DRIVER_H
+#define MOERT_SRC_CUDA_DRIVER_H
+
+#include "moert/moert.h"
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+// The driver's opaque handle types, at global scope as in cuda.h: the same
+// types as there (and in the fake driver of the tests), not look-alikes.
+struct CUctx_st;
+struct CUmod_st;
+struct CUfunc_st;
+struct CUstream_st;
+
+namespace moert::cuda {
+
+// --- The driver API's types and constants, as in cuda.h ------------------
+
+using CUresult = int;
+using CUdevice = int;
+using CUdeviceptr = unsigned long long;
+using CUcontext = ::CUctx_st *;
+using CUmodule = ::CUmod_st *;
+using CUfunction = ::CUfunc_st *;
+using CUstream = ::CUstream_st *;
+
+constexpr CUresult kSuccess = 0;           // CUDA_SUCCESS
+constexpr CUresult kErrorOutOfMemory = 2;  // CUDA_ERROR_OUT_OF_MEMORY
+constexpr CUresult kErrorNoDevice = 100;   // CUDA_ERROR_NO_DEVICE
+constexpr int kAttributeComputeMajor = 75; // ..._COMPUTE_CAPABILITY_MAJOR
+constexpr int kAttributeComputeMinor = 76; // ..._COMPUTE_CAPABILITY_MINOR
+constexpr unsigned kStreamNonBlocking = 1; // CU_STREAM_NON_BLOCKING
+
+// Entry points; the comment is the symbol looked up where it differs.
+using cuInit_t = CUresult (*)(unsigned flags);
+using cuDriverGetVersion_t = CUresult (*)(int *version);
+using cuDeviceGetCount_t = CUresult (*)(int *count);
+using cuDeviceGet_t = CUresult (*)(CUdevice *device, int ordinal);
+using cuDeviceGetName_t = CUresult (*)(char *name, int length, CUdevice dev);
+using cuDeviceGetAttribute_t = CUresult (*)(int *value, int attribute,
+                                            CUdevice dev);
+using cuDeviceTotalMem_t = CUresult (*)(size_t *bytes, CUdevice dev); // _v2
+using cuDevicePrimaryCtxRetain_t = CUresult (*)(CUcontext *ctx, CUdevice dev);
+using cuDevicePrimaryCtxRelease_t = CUresult (*)(CUdevice dev); // _v2
+using cuCtxSetCurrent_t = CUresult (*)(CUcontext ctx);
+using cuModuleLoadData_t = CUresult (*)(CUmodule *module, const void *image);
+using cuModuleGetFunction_t = CUresult (*)(CUfunction *function,
+                                           CUmodule module, const char *name);
+using cuModuleUnload_t = CUresult (*)(CUmodule module);
+using cuLaunchKernel_t = CUresult (*)(CUfunction f, unsigned gridX,
+                                      unsigned gridY, unsigned gridZ,
+                                      unsigned blockX, unsigned blockY,
+                                      unsigned blockZ, unsigned sharedBytes,
+                                      CUstream stream, void **params,
+                                      void **extra);
+using cuMemAlloc_t = CUresult (*)(CUdeviceptr *ptr, size_t bytes); // _v2
+using cuMemFree_t = CUresult (*)(CUdeviceptr ptr);                 // _v2
+using cuMemcpyHtoDAsync_t = CUresult (*)(CUdeviceptr dst, const void *src,
+                                         size_t bytes, CUstream stream); // _v2
+using cuMemcpyDtoHAsync_t = CUresult (*)(void *dst, CUdeviceptr src,
+                                         size_t bytes, CUstream stream); // _v2
+using cuMemsetD8Async_t = CUresult (*)(CUdeviceptr dst, unsigned char value,
+                                       size_t count, CUstream stream);
+using cuStreamCreate_t = CUresult (*)(CUstream *stream, unsigned flags);
+using cuStreamSynchronize_t = CUresult (*)(CUstream stream);
+using cuStreamDestroy_t = CUresult (*)(CUstream stream); // _v2
+using cuGetErrorName_t = CUresult (*)(CUresult error, const char **name);
+using cuGetErrorString_t = CUresult (*)(CUresult error, const char **text);
+
+/// Every entry point the runtime uses, all resolved by Driver::load().
+struct DriverApi {
+  cuInit_t cuInit;
+  cuDriverGetVersion_t cuDriverGetVersion;
+  cuDeviceGetCount_t cuDeviceGetCount;
+  cuDeviceGet_t cuDeviceGet;
+  cuDeviceGetName_t cuDeviceGetName;
+  cuDeviceGetAttribute_t cuDeviceGetAttribute;
+  cuDeviceTotalMem_t cuDeviceTotalMem;
+  cuDevicePrimaryCtxRetain_t cuDevicePrimaryCtxRetain;
+  cuDevicePrimaryCtxRelease_t cuDevicePrimaryCtxRelease;
+  cuCtxSetCurrent_t cuCtxSetCurrent;
+  cuModuleLoadData_t cuModuleLoadData;
+  cuModuleGetFunction_t cuModuleGetFunction;
+  cuModuleUnload_t cuModuleUnload;
+  cuLaunchKernel_t cuLaunchKernel;
+  cuMemAlloc_t cuMemAlloc;
+  cuMemFree_t cuMemFree;
+  cuMemcpyHtoDAsync_t cuMemcpyHtoDAsync;
+  cuMemcpyDtoHAsync_t cuMemcpyDtoHAsync;
+  cuMemsetD8Async_t cuMemsetD8Async;
+  cuStreamCreate_t cuStreamCreate;
+  cuStreamSynchronize_t cuStreamSynchronize;
+  cuStreamDestroy_t cuStreamDestroy;
+  cuGetErrorName_t cuGetErrorName;
+  cuGetErrorString_t cuGetErrorString;
+};
+
+struct DeviceInfo {
+  int ordinal = 0;
+  std::string name;
+  int smMajor = 0, smMinor = 0; // compute capability
+  size_t totalMemory = 0;       // bytes
+  std::string arch() const;     // "sm_90"
+};
+
+// --- The driver ----------------------------------------------------------
+
+class Driver {
+public:
+  /// Loads the driver, resolves every entry point and calls cuInit(0).
+  /// Throws MOERT_ERROR_NO_DEVICE when the library is missing, lacks an
+  /// entry point (older than CUDA 11) or cuInit fails.
+  static std::shared_ptr<const Driver> load();
+  ~Driver();
+  Driver(const Driver &) = delete;
+  Driver &operator=(const Driver &) = delete;
+
+  const DriverApi &api() const { return api_; }
+  const std::string &path() const { return path_; } // as passed to dlopen
+  int version() const { return version_; }          // 1000 * major + 10 * minor
+
+  /// "CUDA_ERROR_NO_DEVICE (no CUDA-capable device is detected)".
+  std::string describe(CUresult result) const;
+  /// Throws unless `result` is success: "<context>: <call> failed with
+  /// <describe(result)>", MOERT_ERROR_OUT_OF_MEMORY for the driver's
+  /// out-of-memory error, else `status`.
+  void check(CUresult result, std::string_view call, std::string_view context,
+             moert_status status = MOERT_ERROR_INTERNAL) const;
+
+  int deviceCount() const;
+  /// Name, compute capability and memory of device `ordinal`, without
+  /// creating a context. No such device is MOERT_ERROR_NO_DEVICE.
+  DeviceInfo deviceInfo(int ordinal) const;
+
+private:
+  Driver() = default;
+  void *library_ = nullptr;
+  std::string path_;
+  DriverApi api_{};
+  int version_ = 0;
+};
+
+// --- One device ----------------------------------------------------------
+
+/// A device and its primary context (the one the CUDA runtime API uses too),
+/// retained while this object lives. The helpers below keep their Device
+/// alive and make its context current on the calling thread before each
+/// driver call, so any thread may use them.
+class Device {
+public:
+  static std::shared_ptr<const Device>
+  open(std::shared_ptr<const Driver> driver, int ordinal = 0);
+  ~Device();
+  Device(const Device &) = delete;
+  Device &operator=(const Device &) = delete;
+
+  const Driver &driver() const { return *driver_; }
+  const DriverApi &api() const { return driver_->api(); }
+  const DeviceInfo &info() const { return info_; }
+
+  /// cuCtxSetCurrent(primary context) on the calling thread.
+  void makeCurrent() const;
+  /// Throws MOERT_ERROR_NO_DEVICE unless the device runs code built for
+  /// `arch`: "sm_90a" needs exactly 9.0 (arch-specific features), "sm_86"
+  /// any 8.x with x >= 6 (cubin compatibility). Bad names are
+  /// MOERT_ERROR_INVALID_ARGUMENT.
+  void requireArch(std::string_view arch) const;
+  /// Driver::check with the context "CUDA device N".
+  void check(CUresult result, std::string_view call,
+             moert_status status = MOERT_ERROR_INTERNAL) const;
+
+private:
+  Device() = default;
+  std::shared_ptr<const Driver> driver_;
+  DeviceInfo info_;
+  CUdevice device_ = 0;
+  CUcontext context_ = nullptr;
+};
+
+// --- RAII helpers --------------------------------------------------------
+
+/// Device memory (cuMemAlloc / cuMemFree); move-only. Zero bytes allocate
+/// nothing and get() is 0.
+class DeviceBuffer {
+public:
+  DeviceBuffer() = default;
+  DeviceBuffer(std::shared_ptr<const Device> device, size_t bytes);
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer &&other) noexcept;
+  DeviceBuffer &operator=(DeviceBuffer &&other) noexcept;
+
+  CUdeviceptr get() const { return ptr_; }
+  size_t size() const { return bytes_; }
+
+private:
+  void release() noexcept;
+  std::shared_ptr<const Device> device_;
+  CUdeviceptr ptr_ = 0;
+  size_t bytes_ = 0;
+};
+
+/// A function of a Module; valid while the module is loaded.
+struct Kernel {
+  CUfunction function = nullptr;
+  std::string name;
+};
+
+/// A non-blocking stream (no implicit synchronisation with the legacy
+/// default stream). Copies and launches are asynchronous: host buffers must
+/// stay valid, and results are only there, after synchronize().
+class Stream {
+public:
+  explicit Stream(std::shared_ptr<const Device> device);
+  ~Stream();
+  Stream(const Stream &) = delete;
+  Stream &operator=(const Stream &) = delete;
+
+  CUstream get() const { return stream_; }
+  /// buffer[offset, offset + bytes) = host[0, bytes).
+  void upload(const DeviceBuffer &buffer, const void *host, size_t bytes,
+              size_t offset = 0) const;
+  /// host[0, bytes) = buffer[offset, offset + bytes).
+  void download(void *host, const DeviceBuffer &buffer, size_t bytes,
+                size_t offset = 0) const;
+  void zero(const DeviceBuffer &buffer) const;
+  void launch(const Kernel &kernel, const unsigned (&grid)[3],
+              const unsigned (&block)[3], unsigned sharedBytes,
+              void **params) const;
+  void synchronize() const;
+
+private:
+  void checkRange(const DeviceBuffer &buffer, size_t bytes, size_t offset,
+                  const char *what) const;
+  std::shared_ptr<const Device> device_;
+  CUstream stream_ = nullptr;
+};
+
+/// A cubin (or fatbin, or NUL-terminated PTX) loaded with cuModuleLoadData.
+/// `origin` names it in messages, e.g. "layer.so".
+class Module {
+public:
+  Module(std::shared_ptr<const Device> device, const void *image,
+         std::string origin);
+  ~Module();
+  Module(const Module &) = delete;
+  Module &operator=(const Module &) = delete;
+
+  /// The kernel `name`; a missing one is MOERT_ERROR_ABI naming it.
+  Kernel kernel(const std::string &name) const;
+
+private:
+  std::shared_ptr<const Device> device_;
+  std::string origin_;
+  CUmodule module_ = nullptr;
+};
+
+} // namespace moert::cuda
+
+#endif // MOERT_SRC_CUDA_DRIVER_H
