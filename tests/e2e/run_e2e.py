@@ -25,6 +25,13 @@ contains a keyword, and write no output file.
 `--tokens` keeps only numeric cases with those token counts. Prints one line per case and a
 final `N passed, N failed`; exits non-zero on any failure. `--bin-dir tests/e2e/fake_tools`
 runs the driver against stand-ins built on the reference, to test the driver itself.
+
+`--target cuda`: the layers are compiled with `moec --target cuda` (or taken from `--prebuilt
+DIR`, as `DIR/FAMILY.cuda.so`, where the GPU machine has no moec) and run with `moe-run --device
+cuda`. The GPU computes bf16 x bf16 -> f32 (activations and weights rounded to bf16), so every
+numeric case uses the bf16 tolerance; the bf16w dtype (a CPU-only compile option) is left out.
+Without a usable CUDA device (or toolkit, to compile) the run prints `SKIP: <why>` and exits 77,
+which ctest reports as skipped, never as passed.
 """
 
 import argparse
@@ -55,6 +62,7 @@ TOKENS = (1, 7, 64, 300)
 DTYPES = ("f32", "bf16", "bf16w")
 RELATIVE_TOLERANCE = 1e-3
 BF16_WEIGHTS_TOLERANCE = 1e-2
+SKIP = 77  # ctest's SKIP_RETURN_CODE
 NEAR_TIE = 1e-5
 TIMEOUT_S = 600
 
@@ -72,22 +80,26 @@ class Case:
     bad: str = ""
 
 
-def all_cases():
+def all_cases(target="cpu", prebuilt=None):
+    dtypes = DTYPES if target == "cpu" else ("f32", "bf16")
     cases = []
     for f in FAMILIES:
-        cases += [Case(f"{f}/{d}/T{t}", f, t, d) for d in DTYPES for t in TOKENS]
+        cases += [Case(f"{f}/{d}/T{t}", f, t, d) for d in dtypes for t in TOKENS]
         cases += [Case(f"{f}/bad/{what}", f, bad=what) for what in bad_inputs(f)]
-    cases.append(Case("mixtral/bad/unknown_family", "mixtral", bad="unknown_family"))
+    if not prebuilt:
+        cases.append(Case("mixtral/bad/unknown_family", "mixtral", bad="unknown_family"))
     return cases
 
 
 class Env:
     """Tools, example files and a scratch directory, with per-family results cached."""
 
-    def __init__(self, bin_dir, work):
+    def __init__(self, bin_dir, work, target="cpu", prebuilt=None):
         self.moec = os.path.join(bin_dir, "moec")
         self.moe_run = os.path.join(bin_dir, "moe-run")
         self.work = work
+        self.target = target
+        self.prebuilt = prebuilt
         self._layers, self._weights, self._ref_weights = {}, {}, {}
 
     def example(self, family, name):
@@ -108,10 +120,14 @@ class Env:
     def layer(self, family, weight_dtype="f32"):
         """The example compiled once per weight dtype; a compile failure fails every case."""
         key = (family, weight_dtype)
+        if key not in self._layers and self.prebuilt:
+            path = os.path.join(self.prebuilt, f"{family}.{self.target}.so")
+            self._layers[key] = (path if os.path.exists(path)
+                                 else CaseFailure(f"no prebuilt layer {path}"))
         if key not in self._layers:
             out = self.scratch(family, f"layer.{weight_dtype}.so")
             p = run([self.moec, "compile", self.example(family, "config.json"), "-o", out,
-                     "--weight-dtype", weight_dtype])
+                     "--weight-dtype", weight_dtype, "--target", self.target])
             self._layers[key] = (out if p.returncode == 0 and os.path.exists(out)
                                  else CaseFailure(f"moec compile failed ({describe(p)})"))
         if isinstance(self._layers[key], CaseFailure):
@@ -182,7 +198,8 @@ def check_numeric(env, case):
     y_path, s_path = env.scratch(case.name, "y.npy"), env.scratch(case.name, "stats.json")
     np.save(x_path, x)
     p = run([env.moe_run, layer, "--weights", weights, "--prefix", env.prefix(case.family),
-             "--input", x_path, "--output", y_path, "--stats", s_path])
+             "--input", x_path, "--output", y_path, "--stats", s_path,
+             "--device", env.target])
     if p.returncode != 0:
         raise CaseFailure(f"moe-run failed ({describe(p)})")
     try:
@@ -200,7 +217,8 @@ def check_numeric(env, case):
     compared = ~near
     if spec.capacity and near.any():
         compared[np.argmax(near):] = False
-    tol = ((BF16_WEIGHTS_TOLERANCE if case.dtype == "bf16w" else RELATIVE_TOLERANCE)
+    bf16_math = case.dtype == "bf16w" or env.target == "cuda"
+    tol = ((BF16_WEIGHTS_TOLERANCE if bf16_math else RELATIVE_TOLERANCE)
            * np.abs(r.output).max())
     err = np.abs(y.astype(np.float64) - r.output)[compared]
     max_err = err.max() if err.size else 0.0
@@ -293,7 +311,8 @@ def check_bad(env, case):
     layer = env.layer(family)
     out = env.scratch(case.name, "y.npy")
     p = run([env.moe_run, layer, "--weights", weights, "--prefix", prefix,
-             "--input", x_path, "--output", out, "--stats", env.scratch(case.name, "s.json")])
+             "--input", x_path, "--output", out, "--stats", env.scratch(case.name, "s.json"),
+             "--device", env.target])
     return expect_rejected(p, keyword, out)
 
 
@@ -310,6 +329,29 @@ def expect_rejected(p, keyword, out):
     return f"exit {p.returncode}: {lines[0]}"
 
 
+def cuda_unavailable(env):
+    """Why the CUDA cases cannot run here (no device, driver or toolkit), or None. Asks the
+    tools themselves: moe-run --device cuda checks the driver and device before anything
+    else, and moec needs the CUDA toolkit to compile."""
+    family = FAMILIES[0]
+    try:
+        layer = env.layer(family)
+    except CaseFailure as e:
+        if "CUDA toolkit" in str(e):
+            return f"cannot compile for cuda: {e}"
+        return None  # a real failure: let the cases report it
+    x = env.scratch("probe", "x.npy")
+    np.save(x, make_input(family, 1, ref.parse_config(env.config(family)).hidden))
+    p = run([env.moe_run, layer, "--weights", env.example(family, "model.safetensors"),
+             "--prefix", env.prefix(family), "--input", x,
+             "--output", env.scratch("probe", "y.npy"), "--device", "cuda"])
+    err = p.stderr.strip()
+    if p.returncode != 0 and ("no CUDA device" in err or "CUDA driver not found" in err
+                              or "needs sm_" in err):
+        return err.splitlines()[-1]
+    return None
+
+
 def main():
     p = argparse.ArgumentParser(description="moec end-to-end tests against the reference.")
     p.add_argument("--bin-dir", default=os.path.join(ROOT, "build", "bin"),
@@ -320,9 +362,13 @@ def main():
                    help="only cases whose name contains SUBSTRING (repeatable: any of them)")
     p.add_argument("--list", action="store_true", help="list the selected cases and exit")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    p.add_argument("--target", choices=("cpu", "cuda"), default="cpu",
+                   help="compile for and run on this target (default: cpu)")
+    p.add_argument("--prebuilt", metavar="DIR",
+                   help="take the layers from DIR/FAMILY.TARGET.so instead of compiling them")
     a = p.parse_args()
 
-    cases = [c for c in all_cases()
+    cases = [c for c in all_cases(a.target, a.prebuilt)
              if (not a.family or c.family in a.family)
              and (not a.tokens or c.tokens in a.tokens)
              and (not a.k or any(k in c.name for k in a.k))]
@@ -334,7 +380,14 @@ def main():
         return 2
 
     work = tempfile.mkdtemp(prefix="moec-e2e-")
-    env = Env(os.path.abspath(a.bin_dir), work)
+    env = Env(os.path.abspath(a.bin_dir), work, a.target,
+              os.path.abspath(a.prebuilt) if a.prebuilt else None)
+    if a.target == "cuda":
+        why = cuda_unavailable(env)
+        if why:
+            shutil.rmtree(work, ignore_errors=True)
+            print(f"SKIP: {why}")
+            return SKIP
     passed = failed = 0
     try:
         for c in cases:

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The GPU check, in two halves (docs/gpu.md). The GPU machine has the CUDA driver, CMake and
+# Python (numpy, PyTorch) but no LLVM/MLIR, so everything moec makes is made here:
+#
+#   bash scripts/gpu-check.sh --prepare   # here: build, compile every family's example and the
+#                                         # benchmark shapes with --target cuda, and bundle them
+#                                         # with moe-run and libmoert into build-gpu/
+#   bash scripts/gpu-check.sh             # on the GPU machine (device tool: carry build-gpu):
+#                                         # device facts, the GPU end-to-end tests against the
+#                                         # reference; results under $OUT (default build-gpu/out)
+# Environment: PYTHON (default: python3 on PATH; it needs numpy).
+set -euo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+bundle="$src/build-gpu"
+
+if [ "${1:-}" = --prepare ]; then
+  bash "$src/scripts/build.sh"
+  rm -rf "$bundle"
+  mkdir -p "$bundle/bin" "$bundle/lib" "$bundle/layers"
+  for family in mixtral qwen2_moe qwen3_moe olmoe deepseek_v2 deepseek_v3 switch_transformers; do
+    "$src/build/bin/moec" compile "$src/examples/$family/config.json" --target cuda \
+      -o "$bundle/layers/$family.cuda.so"
+  done
+  for shape in mixtral-8x7b deepseek-v3; do
+    "$src/build/bin/moec" compile "$src/examples/configs/$shape.json" --target cuda \
+      -o "$bundle/layers/$shape.cuda.so"
+  done
+  cp "$src/build/bin/moe-run" "$bundle/bin/"
+  cp -P "$src"/build/lib/libmoert.so* "$bundle/lib/"
+  # moe-run's own RUNPATH names this build tree; the bundle uses LD_LIBRARY_PATH. libfmt
+  # travels too: the GPU machine need not have Debian's.
+  cp -L "$(ldd "$src/build/bin/moe-run" | awk '/libfmt/ {print $3}')" "$bundle/lib/"
+  du -sh "$bundle"
+  echo "gpu-check: bundle ready in $bundle (carry build-gpu)"
+  exit 0
+fi
+
+[ -d "$bundle/layers" ] || { echo "gpu-check: no $bundle; run --prepare first (here)" >&2; exit 2; }
+out=${OUT:-"$bundle/out"}
+mkdir -p "$out"
+export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+python=${PYTHON:-$(command -v python3)}
+start=$(date +%s)
+{
+  echo "date: $(date -u)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
+  "$python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" || true
+} >"$out/device.txt" 2>&1
+cat "$out/device.txt"
+
+status=0
+# Every family's example: 1, 7, 64, 300 tokens, F32 and BF16 checkpoints, bad inputs.
+"$python" "$src/tests/e2e/run_e2e.py" --target cuda --prebuilt "$bundle/layers" \
+  --bin-dir "$bundle/bin" >"$out/e2e.log" 2>&1 || status=$?
+tail -n 3 "$out/e2e.log"
+grep '^FAIL' "$out/e2e.log" | head -20 || true
+[ "$status" -eq 77 ] && echo "gpu-check: SKIPPED: no usable CUDA device here (see $out/e2e.log)"
+echo "gpu-check: e2e exit $status; $(( $(date +%s) - start )) s; logs in $out"
+# moe-bench --device cuda (the benchmark against PyTorch) is not built yet: docs/gpu.md.
+exit $status
