@@ -82,7 +82,8 @@ cl::opt<Emit> emit(
 
 cl::opt<LayerSpec::WeightType> weightDtype(
     "weight-dtype", cl::init(LayerSpec::WeightType::f32),
-    cl::desc("How the expert FFN weights are kept in memory"),
+    cl::desc("How the expert FFN weights are kept in memory (default: f32 "
+             "for cpu, bf16 for cuda)"),
     cl::values(clEnumValN(LayerSpec::WeightType::f32, "f32", "float32"),
                clEnumValN(LayerSpec::WeightType::bf16, "bf16",
                           "bfloat16: half the bytes, f32 arithmetic")),
@@ -125,7 +126,11 @@ OwningOpRef<ModuleOp> loadInput(MLIRContext &context, llvm::SourceMgr &sources) 
     fail(inputPath + ": " + llvm::toString(spec.takeError()));
     return nullptr;
   }
+  // The GPU keeps expert weights as bf16 (its tensor cores read bf16) unless
+  // told otherwise; the CPU keeps the checkpoint's f32 unless told otherwise.
   spec->ffnWeights = weightDtype;
+  if (target == "cuda" && !weightDtype.getNumOccurrences())
+    spec->ffnWeights = LayerSpec::WeightType::bf16;
   auto loc = FileLineColLoc::get(&context, inputPath, 1, 1);
   OwningOpRef<ModuleOp> module = buildLayerModule(&context, *spec, loc);
   if (failed(verify(*module)))
