@@ -88,7 +88,7 @@ struct TopKToGPU : OpRewritePattern<TopKOp> {
           Value weights = args[args.size() - 2], indices = args.back();
           SelectionScratch scratch = allocSelectionScratch(em, op);
           forThisToken(em, em.dim(scores, 0), [&](Value t) {
-            emitTopKRow(em, op, scratch, scores, bias, t, weights, indices);
+            emitTopKRow(em, op, scratch, scores, t, bias, weights, indices, t);
           });
         });
     gpu::GPUFuncOp capacity;

@@ -25,11 +25,12 @@ struct SelectionScratch {
 };
 SelectionScratch allocSelectionScratch(LoopEmitter &em, TopKOp op);
 
-/// moe.topk for token t: weights[t, :] and indices[t, :] (docs/dialect.md,
-/// "Selection"), without capacity.
+/// moe.topk for one token: from its scores (row `scoreRow` of `scores`),
+/// weights[outRow, :] and indices[outRow, :] (docs/dialect.md, "Selection"),
+/// without capacity.
 void emitTopKRow(LoopEmitter &em, TopKOp op, const SelectionScratch &scratch,
-                 Value scores, Value bias, Value t, Value weights,
-                 Value indices);
+                 Value scores, Value scoreRow, Value bias, Value weights,
+                 Value indices, Value outRow);
 
 /// moe.topk's capacity: the slots in token order, each expert keeping its
 /// first `capacity` (the others get index -1, weight 0). Sequential.

@@ -1,5 +1,6 @@
 //===- Routing.cpp - moe.router/topk/stats/aux_loss to loops --------------===//
 
+#include "compiler/Conversion/MoEToLoops/DotKernel.h"
 #include "compiler/Conversion/MoEToLoops/Emitters.h"
 #include "compiler/Conversion/MoEToLoops/LoopEmitter.h"
 #include "compiler/Conversion/MoEToLoops/PopulatePatterns.h"
@@ -61,6 +62,89 @@ struct RouterToLoops : OpRewritePattern<RouterOp> {
   }
 };
 
+/// moe.router feeding moe.topk when nothing else reads the router's results
+/// (no aux loss): one parallel loop over tiles of kRouteTile tokens computes
+/// a tile's logits into scratch, scores them and selects, so the [T, E]
+/// logits and scores never reach memory and the routing uses every thread.
+/// Each token's dot products and selection run the same code in the same
+/// order as the unfused lowering, so results do not change.
+///
+/// Rooted at the router, which the conversion visits first; the fused code
+/// goes where the router was, so the selection bias must be defined there.
+struct FusedRoutingToLoops : OpRewritePattern<RouterOp> {
+  static constexpr int64_t kRouteTile = 64;
+
+  FusedRoutingToLoops(MLIRContext *context, const DotSchedule &schedule)
+      : OpRewritePattern(context, /*benefit=*/2), schedule(schedule) {}
+  DotSchedule schedule;
+
+  LogicalResult matchAndRewrite(RouterOp router,
+                                PatternRewriter &rewriter) const override {
+    if (!router.getLogits().use_empty() || !router.getScores().hasOneUse())
+      return rewriter.notifyMatchFailure(router, "results with other users");
+    auto op = dyn_cast<TopKOp>(*router.getScores().getUsers().begin());
+    if (!op)
+      return rewriter.notifyMatchFailure(router, "not feeding a moe.topk");
+    Value biasTensor = op.getSelectionBias();
+    Operation *biasDef = biasTensor ? biasTensor.getDefiningOp() : nullptr;
+    if (biasDef && biasDef->getBlock() == router->getBlock() &&
+        !biasDef->isBeforeInBlock(router))
+      return rewriter.notifyMatchFailure(router, "bias defined after it");
+    LoopEmitter em(rewriter, router.getLoc());
+    auto &b = em.builder();
+    Value x = em.toBuffer(router.getInput());
+    Value w = em.toBuffer(router.getWeight());
+    Value bias = biasTensor ? em.toBuffer(biasTensor) : Value();
+    int64_t experts = router.getWeight().getType().getDimSize(0);
+    int64_t hidden = router.getInput().getType().getDimSize(1);
+    bool softmax = router.getScoring() == ScoringFunc::softmax;
+    Value tokens = em.dim(x, 0);
+    auto weightsType = op.getWeights().getType();
+    auto indicesType = op.getIndices().getType();
+    Value weights = em.alloc(weightsType, leadingDynamicSize(weightsType, tokens));
+    Value indices = em.alloc(indicesType, leadingDynamicSize(indicesType, tokens));
+
+    Value tile = em.index(kRouteTile);
+    Value numTiles = arith::CeilDivUIOp::create(b, tokens, tile);
+    auto tileType = MemRefType::get({kRouteTile, experts}, em.f32());
+    em.parallelForEach(em.index(0), numTiles, [&](Value i) {
+      Value logits = em.scratch(tileType);
+      Value scores = em.scratch(tileType);
+      SelectionScratch selection = allocSelectionScratch(em, op);
+      Value base = arith::MulIOp::create(b, i, tile);
+      Value valid = arith::MinUIOp::create(
+          b, tile, arith::SubIOp::create(b, tokens, base));
+      emitBlockedDots(
+          em, valid, experts, 1, hidden,
+          scheduleFor(router.getScheduleAttr(), schedule),
+          [&](Value r) {
+            return RowRef{x, {arith::AddIOp::create(b, base, r)}};
+          },
+          [&](Value e) -> SmallVector<RowRef> { return {RowRef{w, {e}}}; },
+          [&](Value r, Value e, ArrayRef<Value> dots) {
+            em.store(dots[0], logits, {r, e});
+          });
+      em.forEach(0, valid, [&](Value r) {
+        if (softmax) {
+          emitSoftmaxRow(em, logits, scores, r, em.index(experts));
+        } else {
+          em.forEach(0, em.index(experts), [&](Value e) {
+            em.store(em.sigmoid(em.load(logits, {r, e})), scores, {r, e});
+          });
+        }
+        emitTopKRow(em, op, selection, scores, r, bias, weights, indices,
+                    arith::AddIOp::create(b, base, r));
+      });
+    });
+    if (op.getCapacity() > 0)
+      emitCapacity(em, op, weights, indices, tokens);
+    rewriter.replaceOp(op, {em.toTensor(weights, weightsType),
+                            em.toTensor(indices, indicesType)});
+    rewriter.eraseOp(router);
+    return success();
+  }
+};
+
 struct TopKToLoops : OpRewritePattern<TopKOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -77,7 +161,7 @@ struct TopKToLoops : OpRewritePattern<TopKOp> {
     Value indices = em.alloc(indicesType, leadingDynamicSize(indicesType, tokens));
     SelectionScratch scratch = allocSelectionScratch(em, op);
     em.forEach(0, tokens, [&](Value t) {
-      emitTopKRow(em, op, scratch, scores, bias, t, weights, indices);
+      emitTopKRow(em, op, scratch, scores, t, bias, weights, indices, t);
     });
     if (op.getCapacity() > 0)
       emitCapacity(em, op, weights, indices, tokens);
@@ -208,8 +292,9 @@ void emitGroupLimit(LoopEmitter &em, TopKOp op, Value sel, Value taken,
 
 void mlir::moe::emitTopKRow(LoopEmitter &em, TopKOp op,
                              const SelectionScratch &scratch, Value scores,
-                             Value bias, Value t, Value weights,
-                             Value indices) {
+                             Value scoreRow, Value bias, Value weights,
+                             Value indices, Value outRow) {
+  Value t = scoreRow, o = outRow;
   auto &b = em.builder();
   int64_t numExperts = op.getScores().getType().getDimSize(1);
   int64_t groups = op.getGroups();
@@ -232,23 +317,23 @@ void mlir::moe::emitTopKRow(LoopEmitter &em, TopKOp op,
   em.forEach(0, k, [&](Value j) {
     Value best = emitArgmax(em, sel, taken, experts);
     memref::StoreOp::create(b, one8, taken, ValueRange{best});
-    em.store(em.fromIndex(best, b.getI32Type()), indices, {t, j});
-    em.store(em.load(scores, {t, best}), weights, {t, j});
+    em.store(em.fromIndex(best, b.getI32Type()), indices, {o, j});
+    em.store(em.load(scores, {t, best}), weights, {o, j});
   });
   if (op.getRenormalize()) {
     Value total = em.sum(
-        em.index(0), k, [&](Value j) { return em.load(weights, {t, j}); },
+        em.index(0), k, [&](Value j) { return em.load(weights, {o, j}); },
         false);
     em.forEach(0, k, [&](Value j) {
-      em.store(arith::DivFOp::create(b, em.load(weights, {t, j}), total),
-               weights, {t, j});
+      em.store(arith::DivFOp::create(b, em.load(weights, {o, j}), total),
+               weights, {o, j});
     });
   }
   double scale = op.getScalingFactor().convertToDouble();
   if (scale != 1.0) {
     em.forEach(0, k, [&](Value j) {
-      em.store(em.mul(em.load(weights, {t, j}), em.f32(scale)), weights,
-               {t, j});
+      em.store(em.mul(em.load(weights, {o, j}), em.f32(scale)), weights,
+               {o, j});
     });
   }
 }
@@ -396,5 +481,6 @@ void mlir::moe::populateRoutingToLoopsPatterns(RewritePatternSet &patterns,
                                                 const DotSchedule &schedule) {
   patterns.add<TopKToLoops, StatsToLoops, AuxLossToLoops>(
       patterns.getContext());
-  patterns.add<RouterToLoops>(patterns.getContext(), schedule);
+  patterns.add<RouterToLoops, FusedRoutingToLoops>(patterns.getContext(),
+                                                   schedule);
 }

@@ -107,3 +107,40 @@ func.func @aux_losses(%l: tensor<?x8xf32>, %i: tensor<?x2xi32>) -> (tensor<f32>,
   %z = moe.aux_loss z_loss %l : tensor<?x8xf32> -> tensor<f32>
   return %lb, %z : tensor<f32>, tensor<f32>
 }
+
+// -----
+
+// A router whose scores only feed moe.topk: one parallel loop over tiles of
+// 64 tokens; each tile's logits and scores live in stack scratch, and no
+// [T, E] buffer is allocated.
+// CHECK-LABEL: func @fused_routing
+// CHECK-NOT:   memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x8xf32>
+// CHECK:       %[[TILES:.*]] = arith.ceildivui %{{.*}}, %c64
+// CHECK:       scf.parallel (%[[I:.*]]) = (%c0{{.*}}) to (%[[TILES]])
+// CHECK:         %[[LOGITS:.*]] = memref.alloca() {alignment = 64 : i64} : memref<64x8xf32>
+// CHECK:         %[[SCORES:.*]] = memref.alloca() {alignment = 64 : i64} : memref<64x8xf32>
+// CHECK:         vector.reduction <add>
+// CHECK:         memref.store %{{.*}}, %[[LOGITS]]
+// CHECK:         math.exp
+// CHECK:         memref.store %{{.*}}, %[[SCORES]]
+// CHECK:       scf.reduce
+// CHECK-NOT:   moe.
+func.func @fused_routing(%x: tensor<?x64xf32>, %w: tensor<8x64xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>) {
+  %l, %s = moe.router %x, %w scoring = softmax : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x8xf32>, tensor<?x8xf32>
+  %wt, %ix = moe.topk %s k = 2 renormalize : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return %wt, %ix : tensor<?x2xf32>, tensor<?x2xi32>
+}
+
+// -----
+
+// When the logits are used too (an aux loss), the router keeps its [T, E]
+// outputs and the selection reads them.
+// CHECK-LABEL: func @unfused_routing
+// CHECK:       memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x8xf32>
+// CHECK:       memref.alloc(%{{.*}}) {alignment = 64 : i64} : memref<?x8xf32>
+func.func @unfused_routing(%x: tensor<?x64xf32>, %w: tensor<8x64xf32>) -> (tensor<?x2xi32>, tensor<f32>) {
+  %l, %s = moe.router %x, %w scoring = softmax : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x8xf32>, tensor<?x8xf32>
+  %wt, %ix = moe.topk %s k = 2 : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  %z = moe.aux_loss z_loss %l : tensor<?x8xf32> -> tensor<f32>
+  return %ix, %z : tensor<?x2xi32>, tensor<f32>
+}
