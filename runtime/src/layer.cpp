@@ -80,8 +80,6 @@ std::unique_ptr<Layer> Layer::open(const std::string &path) {
       symbol(library, "moec_abi_version", path));
   auto metadata = reinterpret_cast<const char *(*)()>(
       symbol(library, "moec_layer_metadata", path));
-  layer->forward_ =
-      reinterpret_cast<ForwardFn>(symbol(library, "moec_forward", path));
 
   uint32_t abi = abiVersion();
   if (abi != MOERT_ABI_VERSION)
@@ -102,14 +100,21 @@ std::unique_ptr<Layer> Layer::open(const std::string &path) {
          "{}: invalid metadata: abi_version {} disagrees with "
          "moec_abi_version() = {}",
          path, layer->metadata_.abiVersion, abi);
-  // The driver layer exists (cuda_driver.h); launching a cuda layer's
-  // kernels does not yet.
-  if (layer->metadata_.device == DeviceKind::Cuda)
-    fail(MOERT_ERROR_UNSUPPORTED,
-         "{}: running cuda layers is not implemented in this runtime yet",
-         path);
+  // A cuda layer has a kernel image and a launch plan instead of
+  // moec_forward; nothing here needs a GPU (cuda_layer.h).
+  if (layer->metadata_.device == DeviceKind::Cuda) {
+    auto image = reinterpret_cast<const void *(*)(uint64_t *)>(
+        symbol(library, "moec_cuda_image", path));
+    uint64_t size = 0;
+    const void *data = image(&size);
+    layer->cuda_ =
+        std::make_unique<CudaLayer>(layer->metadata_, data, size, path);
+  } else {
+    layer->forward_ =
+        reinterpret_cast<ForwardFn>(symbol(library, "moec_forward", path));
+  }
 
-  if (layer->metadata_.openmp)
+  if (layer->metadata_.openmp && !layer->cuda_)
     layer->ompSetNumThreads_ = reinterpret_cast<SetThreadsFn>(
         symbol(library, "omp_set_num_threads", path));
 
@@ -199,6 +204,14 @@ void Layer::forward(const float *x, int64_t tokens, float *y) {
          "{}: forward called before the weights were "
          "loaded",
          path_);
+  if (cuda_) { // One run of the plan, no chunks; threads play no part.
+    std::vector<int64_t> counts(size_t(experts), 0);
+    if (tokens > 0)
+      cuda_->forward(x, tokens, y, counts.data());
+    lock.unlock();
+    recordStats(counts, tokens);
+    return;
+  }
   int64_t chunk = chunkTokens(tokens);
   size_t chunks = tokens ? size_t((tokens + chunk - 1) / chunk) : 0;
   std::vector<int64_t> counts(chunks * size_t(experts), 0);
@@ -228,6 +241,8 @@ void Layer::forward(const float *x, int64_t tokens, float *y) {
 size_t Layer::workspaceBytes(int64_t tokens) const {
   if (tokens <= 0)
     return 0;
+  if (cuda_) // Device memory: x and the plan's buffers.
+    return cuda_->workspaceBytes(tokens);
   std::shared_lock<std::shared_mutex> lock(stateMutex_);
   size_t chunk = size_t(chunkTokens(tokens));
   size_t chunks = (size_t(tokens) + chunk - 1) / chunk;

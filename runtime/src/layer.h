@@ -3,7 +3,9 @@
 // The C API (api.cpp) is a thin shell over this class. Locking: forward()
 // and the weight conversion hold stateMutex_ shared; replacing weights or
 // the thread pool holds it exclusively, so they wait for running calls.
-// Statistics have their own mutex, taken once per forward call.
+// Statistics have their own mutex, taken once per forward call. A cuda
+// layer (metadata "device": "cuda") runs through its CudaLayer, whose own
+// mutex serialises its forward calls and weight uploads.
 //
 //===----------------------------------------------------------------------===//
 
@@ -11,9 +13,11 @@
 #define MOERT_SRC_LAYER_H
 
 #include "runtime/src/aligned_buffer.h"
+#include "runtime/src/cuda_layer.h"
 #include "runtime/src/metadata.h"
 #include "runtime/src/thread_pool.h"
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -63,20 +67,25 @@ private:
   int64_t chunkTokens(int64_t tokens) const;
   void callLayer(const float *x, int64_t tokens, float *y,
                  int64_t *counts) const;
-  std::vector<AlignedBuffer> packWeights(const SafetensorsFile &file,
-                                         const std::string &prefix) const;
+  /// Finds and checks every weight tensor, calls `afterChecks`, then
+  /// converts them: the weights by argument index.
+  std::vector<AlignedBuffer>
+  packWeights(const SafetensorsFile &file, const std::string &prefix,
+              const std::function<void()> &afterChecks) const;
   void recordStats(const std::vector<int64_t> &counts, int64_t tokens);
 
   // Declared first so that it is closed last, after everything it ran.
   std::unique_ptr<void, LibraryCloser> library_;
-  ForwardFn forward_ = nullptr;
+  // Cuda layers; closed before the library that holds its image.
+  std::unique_ptr<CudaLayer> cuda_;
+  ForwardFn forward_ = nullptr;             // cpu layers only
   SetThreadsFn ompSetNumThreads_ = nullptr; // OpenMP layers only
   std::string path_;
   std::string metadataJson_;
   LayerMetadata metadata_;
 
   mutable std::shared_mutex stateMutex_;
-  std::vector<AlignedBuffer> weights_; // by argument index
+  std::vector<AlignedBuffer> weights_; // by argument index; cpu layers only
   bool weightsLoaded_ = false;
   int threads_ = 1;
   std::unique_ptr<ThreadPool> pool_; // null when threads_ == 1

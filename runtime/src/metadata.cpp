@@ -2,6 +2,7 @@
 
 #include "runtime/src/metadata.h"
 
+#include "runtime/src/cuda_plan.h"
 #include "runtime/src/error.h"
 
 #include <nlohmann/json.hpp>
@@ -289,6 +290,8 @@ LayerMetadata parseLayerMetadata(std::string_view text,
                 threading);
   }
   parseArguments(r, root, m);
+  if (m.device == DeviceKind::Cuda)
+    m.cuda = parseCudaPlan(root, m, origin);
   return m;
 }
 

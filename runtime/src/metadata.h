@@ -9,11 +9,14 @@
 #define MOERT_SRC_METADATA_H
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace moert {
+
+struct CudaPlan;
 
 /// Descriptors are built with room for this many dimensions.
 constexpr size_t kMaxRank = 8;
@@ -61,6 +64,8 @@ struct LayerMetadata {
   uint64_t workspaceBytesPerThread = 0;
   std::vector<ArgumentSpec> arguments; // in moec_forward's order
   size_t inputIndex = 0, outputIndex = 0, statsIndex = 0;
+  /// Cuda layers only: the launch plan of "cuda" (cuda_plan.h).
+  std::shared_ptr<const CudaPlan> cuda;
 };
 
 /// Parses and validates the JSON. Errors (MOERT_ERROR_FORMAT) start with

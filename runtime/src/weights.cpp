@@ -3,7 +3,8 @@
 // All tensors are found and checked before any is converted, so a bad
 // checkpoint fails fast and leaves the weights loaded earlier in place. Each
 // tensor is converted to the argument's format and, for the panel layout,
-// packed on the way.
+// packed on the way. A cuda layer's weights are then uploaded to the device
+// (cuda_layer.h) and not kept on the host.
 //
 //===----------------------------------------------------------------------===//
 
@@ -158,8 +159,9 @@ void convert(const SafetensorsFile &file, const Piece &piece,
 }
 } // namespace
 
-std::vector<AlignedBuffer> Layer::packWeights(const SafetensorsFile &file,
-                                              const std::string &prefix) const {
+std::vector<AlignedBuffer>
+Layer::packWeights(const SafetensorsFile &file, const std::string &prefix,
+                   const std::function<void()> &afterChecks) const {
   const std::vector<ArgumentSpec> &args = metadata_.arguments;
   std::vector<Piece> pieces;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -179,6 +181,9 @@ std::vector<AlignedBuffer> Layer::packWeights(const SafetensorsFile &file,
           {&findTensor(file, prefix, name, shape), i, size_t(e) * stride});
     }
   }
+
+  if (afterChecks)
+    afterChecks();
 
   std::vector<AlignedBuffer> buffers(args.size());
   for (size_t i = 0; i < args.size(); ++i) {
@@ -214,7 +219,18 @@ std::vector<AlignedBuffer> Layer::packWeights(const SafetensorsFile &file,
 void Layer::loadWeights(const std::string &safetensorsPath,
                         const std::string &prefix) {
   SafetensorsFile file = SafetensorsFile::open(safetensorsPath);
-  std::vector<AlignedBuffer> buffers = packWeights(file, prefix);
+  if (cuda_) {
+    // The checkpoint is checked first, then the device is set up (once),
+    // then the weights are converted on the host and uploaded; the host
+    // copies go when this returns.
+    std::vector<AlignedBuffer> host =
+        packWeights(file, prefix, [&] { cuda_->prepare(); });
+    cuda_->setWeights(host);
+    std::unique_lock<std::shared_mutex> lock(stateMutex_);
+    weightsLoaded_ = true;
+    return;
+  }
+  std::vector<AlignedBuffer> buffers = packWeights(file, prefix, {});
   std::unique_lock<std::shared_mutex> lock(stateMutex_);
   std::swap(weights_, buffers);
   weightsLoaded_ = true;

@@ -57,10 +57,10 @@ options:
                    "imbalance": max/mean}
   --threads N      threads for the forward pass (default 0: one per hardware
                    thread); results are identical for every N
-  --device D       cpu (default), or cuda: CUDA device 0, for a layer compiled
-                   with --target cuda; needs an NVIDIA driver (libcuda.so.1,
-                   loaded at run time). Running cuda layers is not
-                   implemented in this runtime yet.
+  --device D       cpu (default), or cuda: CUDA device 0 (after
+                   CUDA_VISIBLE_DEVICES), for a layer compiled with --target
+                   cuda; needs an NVIDIA driver (libcuda.so.1, loaded at run
+                   time). --threads does not affect a cuda layer's forward.
   -h, --help       print this help
 )";
 
@@ -215,6 +215,9 @@ void run(const Options &o) {
   std::unique_ptr<moert_layer, void (*)(moert_layer *)> layer(
       handle, moert_layer_close);
   std::string compiledFor = moert_layer_device(layer.get());
+  if (compiledFor == "cuda" && o.device != "cuda")
+    fail(MOERT_ERROR_MISMATCH,
+         "{} was compiled for cuda; run it with --device cuda", o.layer);
   if (compiledFor != o.device)
     fail(MOERT_ERROR_MISMATCH,
          "{} was compiled for {}; compile with --target {} to run on "

@@ -77,13 +77,16 @@ MOERT_API uint32_t moert_abi_version(void);
 /* --- Opening a layer ---------------------------------------------------- */
 
 /* Loads LAYER.so (dlopen with RTLD_NOW | RTLD_LOCAL), checks its ABI version
- * and validates its metadata. On success *out owns the layer; on failure
- * *out is set to NULL. A path without '/' is taken relative to the current
- * directory, not searched for in the library path. */
+ * and validates its metadata (for a cuda layer also its launch plan and
+ * kernel image; no GPU or driver is needed to open one). On success *out
+ * owns the layer; on failure *out is set to NULL. A path without '/' is
+ * taken relative to the current directory, not searched for in the library
+ * path. */
 MOERT_API moert_status moert_layer_open(const char *so_path, moert_layer **out);
 
-/* Frees the layer's weights, threads and statistics and unloads the
- * library. NULL is a no-op. No other call may be using the layer. */
+/* Frees the layer's weights (on the device too), threads and statistics and
+ * unloads the library. NULL is a no-op. No other call may be using the
+ * layer. */
 MOERT_API void moert_layer_close(moert_layer *layer);
 
 /* --- Layer properties (from the metadata; 0 / NULL for a NULL layer) ---- */
@@ -106,7 +109,12 @@ MOERT_API const char *moert_layer_device(const moert_layer *layer);
  * F32, BF16 or F16, converted to the argument's dtype and packed into its
  * layout (docs/runtime.md). Checks presence, dtype and shape of every tensor
  * before converting any. `prefix` may be NULL (""). Replaces weights loaded
- * earlier only on success. Waits for running forward calls. */
+ * earlier only on success. Waits for running forward calls.
+ * For a cuda layer this is where the GPU is first used: after the checks,
+ * the first successful call loads the driver, opens CUDA device 0, checks
+ * its architecture (MOERT_ERROR_NO_DEVICE), loads the kernel image and
+ * looks up its kernels; the converted weights are then uploaded once and
+ * not kept on the host. */
 MOERT_API moert_status moert_layer_load_weights(moert_layer *layer,
                                                 const char *safetensors_path,
                                                 const char *prefix);
@@ -114,20 +122,28 @@ MOERT_API moert_status moert_layer_load_weights(moert_layer *layer,
 /* --- Running ------------------------------------------------------------ */
 
 /* Threads used by one forward call, the caller included: n >= 1, or 0 for
- * one per hardware thread. The default is 1. */
+ * one per hardware thread. The default is 1. A cuda layer accepts it, but
+ * its forward calls do not use it (only the conversion of weights does). */
 MOERT_API moert_status moert_layer_set_threads(moert_layer *layer, int n);
 
 /* y[tokens, hidden] = layer(x[tokens, hidden]), both dense row-major f32;
  * y must not overlap x. tokens == 0 does nothing (x and y may be NULL).
  * Token-independent layers run in chunks of at most 8192 tokens, spread over
  * the layer's threads; the result is bit-identical for any thread count.
- * Several threads may call this on one layer at once. */
+ * Several threads may call this on one layer at once.
+ * A cuda layer copies x to the device, runs its launch plan once on the
+ * layer's stream and copies y back: x and y stay host memory, and the call
+ * returns when y is there. Concurrent calls on one cuda layer are
+ * serialised (they share its device buffers and stream). */
 MOERT_API moert_status moert_layer_forward(moert_layer *layer, const float *x,
                                            int64_t tokens, float *y);
 
 /* Upper bound on the heap memory one forward call of `tokens` tokens uses
  * besides x, y and the weights: the layer's own scratch for the chunks that
- * run at once, plus the runtime's per-call buffers. */
+ * run at once, plus the runtime's per-call buffers.
+ * For a cuda layer: the device memory the call needs besides the weights,
+ * i.e. its copy of x and the launch plan's buffers (the layer's device
+ * arena for `tokens`); SIZE_MAX if the plan cannot be sized for `tokens`. */
 MOERT_API size_t moert_layer_workspace_bytes(const moert_layer *layer,
                                              int64_t tokens);
 

@@ -15,56 +15,17 @@
 
 #include <catch2/catch.hpp>
 
-#include <cstdlib>
-#include <optional>
 #include <thread>
-
-#include <dlfcn.h>
 
 using namespace moert;
 using namespace moert::cuda;
 using namespace moert::test;
 
 namespace {
-/// Sets (nullptr: unsets) an environment variable for one scope.
-class ScopedEnv {
-public:
-  ScopedEnv(const char *name, const char *value) : name_(name) {
-    if (const char *old = std::getenv(name))
-      old_ = old;
-    if (value)
-      ::setenv(name, value, 1);
-    else
-      ::unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      ::setenv(name_, old_->c_str(), 1);
-    else
-      ::unsetenv(name_);
-  }
-  ScopedEnv(const ScopedEnv &) = delete;
-  ScopedEnv &operator=(const ScopedEnv &) = delete;
-
-private:
-  const char *name_;
-  std::optional<std::string> old_;
-};
-
-/// The fake driver, in FAKE_CUDA_MODE `mode`, for one scope.
-struct FakeDriver {
-  explicit FakeDriver(const char *mode,
-                      const char *library = MOERT_FAKE_LIBCUDA)
-      : library_("MOERT_LIBCUDA", library), mode_("FAKE_CUDA_MODE", mode) {}
-  ScopedEnv library_, mode_;
-};
-
 /// Contexts, buffers, streams and modules the fake driver still holds.
 int fakeLive() {
-  void *handle = dlopen(MOERT_FAKE_LIBCUDA, RTLD_NOW | RTLD_NOLOAD);
-  REQUIRE(handle);
-  int live = reinterpret_cast<int (*)()>(dlsym(handle, "fake_live"))();
-  dlclose(handle);
+  int live = fakeDriverCounter("fake_live");
+  REQUIRE(live >= 0);
   return live;
 }
 

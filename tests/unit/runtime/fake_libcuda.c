@@ -10,17 +10,31 @@
  *   zero_devices  cuInit succeeds, cuDeviceGetCount reports 0
  *   sm80          one device "Fake A100", compute capability 8.0
  *   h200 (default) one device "Fake H200", compute capability 9.0
- * "Device" memory is malloc'd host memory (allocations over 1 GiB fail with
- * CUDA_ERROR_OUT_OF_MEMORY). Memory, stream and module calls fail with
+ * "Device" memory is 256-byte aligned host memory (allocations over 1 GiB
+ * fail with CUDA_ERROR_OUT_OF_MEMORY), filled when allocated with
+ * fake_pattern(): 8-byte words, word w of an allocation holding the small
+ * int64 fake_pattern(w) (1 ... 65536), so "results" nothing wrote are
+ * recognisable. Memory, stream and module calls fail with
  * CUDA_ERROR_INVALID_CONTEXT unless a context is current on the calling
- * thread, as the real driver's do. A module image is text starting with
- * "\x7f" "ELF" listing its kernels by name; kernel "fill_bytes" (params: a
- * CUdeviceptr and an int) sets gridDim.x * blockDim.x bytes to the int.
+ * thread, as the real driver's do.
+ * A module image is either text starting with "\x7f" "ELF" listing its
+ * kernels by name, or a fatbin (magic 0xba55ed50), which has every kernel
+ * but the one named by FAKE_CUDA_MISSING_KERNEL. Kernel "fill_bytes"
+ * (params: a CUdeviceptr and an int) sets gridDim.x * blockDim.x bytes to
+ * the int; other kernels do nothing.
+ * FAKE_CUDA_LAUNCH_LOG=FILE appends one line per launch to FILE:
+ *   NAME GX GY GZ BX BY BZ N P0 ... P(N-1)
+ * with the grid, the block and the N 8-byte parameters (each printed as a
+ * signed int64) of a NULL-terminated kernelParams array, as libmoert
+ * passes for cuda layers.
  * FAKE_NO_LAUNCH leaves cuLaunchKernel out (a driver too old).
- * fake_live() counts what is not yet released, for leak checks.
+ * fake_live() counts what is not yet released, for leak checks;
+ * fake_module_loads() and fake_kernel_lookups() count those calls.
  *
  *===----------------------------------------------------------------------===*/
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +76,7 @@ static struct {
 
 static struct CUctx_st { int unused; } primary;
 static int initialised, contextRefs, buffers, streams, modules;
+static int moduleLoads, kernelLookups;
 static _Thread_local CUcontext current;
 
 static int mode(const char *name) {
@@ -183,15 +198,30 @@ CUresult cuCtxSetCurrent(CUcontext context) {
 
 /* --- Memory and streams --------------------------------------------------- */
 
+/* Word w of every new allocation: a hash of w in [1, 65536]. */
+int64_t fake_pattern(uint64_t w) {
+  w += 0x9e3779b97f4a7c15ull;
+  w = (w ^ (w >> 30)) * 0xbf58476d1ce4e5b9ull;
+  w = (w ^ (w >> 27)) * 0x94d049bb133111ebull;
+  return (int64_t)((w ^ (w >> 31)) & 0xffff) + 1;
+}
+
 CUresult cuMemAlloc_v2(CUdeviceptr *ptr, size_t bytes) {
+  size_t rounded = (bytes + 255) / 256 * 256;
+  unsigned char *memory;
   NEED_CONTEXT;
   if (bytes == 0)
     return INVALID_VALUE;
   if (bytes > (size_t)1 << 30)
     return OUT_OF_MEMORY;
-  *ptr = (CUdeviceptr)(size_t)malloc(bytes);
-  if (!*ptr)
+  memory = aligned_alloc(256, rounded);
+  if (!memory)
     return OUT_OF_MEMORY;
+  for (size_t at = 0; at < rounded; at += 8) {
+    int64_t word = fake_pattern(at / 8);
+    memcpy(memory + at, &word, 8);
+  }
+  *ptr = (CUdeviceptr)(size_t)memory;
   ++buffers;
   return SUCCESS;
 }
@@ -249,29 +279,63 @@ CUresult cuStreamDestroy_v2(CUstream stream) {
 
 /* --- Modules and launches ------------------------------------------------- */
 
+/* A module: a copy of an ELF text image, or (fatbin) the names looked up. */
+struct CUmod_st {
+  int fatbin;
+  char *text;
+  char **names;
+  size_t count;
+};
+
 CUresult cuModuleLoadData(CUmodule *module, const void *image) {
-  size_t n;
+  static const unsigned char fatbin[4] = {0x50, 0xed, 0x55, 0xba};
+  CUmodule m;
   NEED_CONTEXT;
-  if (memcmp(image,
-             "\x7f"
-             "ELF",
-             4) != 0)
+  m = calloc(1, sizeof *m);
+  if (memcmp(image, fatbin, 4) == 0) {
+    m->fatbin = 1;
+  } else if (memcmp(image,
+                    "\x7f"
+                    "ELF",
+                    4) == 0) {
+    size_t n = strlen((const char *)image) + 1;
+    m->text = malloc(n);
+    memcpy(m->text, image, n);
+  } else {
+    free(m);
     return INVALID_IMAGE;
-  n = strlen((const char *)image) + 1;
-  *module = malloc(n);
-  memcpy(*module, image, n);
+  }
+  *module = m;
   ++modules;
+  ++moduleLoads;
   return SUCCESS;
 }
 
-/* A kernel is its name's place in the module's text, as a whole word. */
+/* A kernel is its name: in a text module its place in the text, as a whole
+ * word; in a fatbin module a copy, kept until the module is unloaded. */
 CUresult cuModuleGetFunction(CUfunction *function, CUmodule module,
                              const char *name) {
-  char *text = (char *)module;
   size_t n = strlen(name);
+  const char *missing = getenv("FAKE_CUDA_MISSING_KERNEL");
   NEED_CONTEXT;
-  for (char *at = strstr(text, name); at; at = strstr(at + 1, name))
-    if (at > text && at[-1] == ' ' && (at[n] == ' ' || at[n] == '\0')) {
+  ++kernelLookups;
+  if (module->fatbin) {
+    if (missing && strcmp(missing, name) == 0)
+      return NOT_FOUND;
+    for (size_t i = 0; i < module->count; ++i)
+      if (strcmp(module->names[i], name) == 0) {
+        *function = (CUfunction)module->names[i];
+        return SUCCESS;
+      }
+    module->names =
+        realloc(module->names, (module->count + 1) * sizeof *module->names);
+    module->names[module->count] = malloc(n + 1);
+    memcpy(module->names[module->count], name, n + 1);
+    *function = (CUfunction)module->names[module->count++];
+    return SUCCESS;
+  }
+  for (char *at = strstr(module->text, name); at; at = strstr(at + 1, name))
+    if (at > module->text && at[-1] == ' ' && (at[n] == ' ' || at[n] == '\0')) {
       *function = (CUfunction)at;
       return SUCCESS;
     }
@@ -280,21 +344,52 @@ CUresult cuModuleGetFunction(CUfunction *function, CUmodule module,
 
 CUresult cuModuleUnload(CUmodule module) {
   NEED_CONTEXT;
+  for (size_t i = 0; i < module->count; ++i)
+    free(module->names[i]);
+  free(module->names);
+  free(module->text);
   free(module);
   --modules;
   return SUCCESS;
 }
 
 #ifndef FAKE_NO_LAUNCH
+/* One line per launch, see the header comment. */
+static void logLaunch(const char *log, const char *name, const unsigned *dims,
+                      void **params) {
+  FILE *out = fopen(log, "a");
+  size_t n = 0;
+  if (!out)
+    return;
+  fprintf(out, "%.*s", (int)strcspn(name, " "), name);
+  for (int i = 0; i < 6; ++i)
+    fprintf(out, " %u", dims[i]);
+  while (params && n < 4096 && params[n])
+    ++n;
+  fprintf(out, " %zu", n);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t value;
+    memcpy(&value, params[i], 8);
+    fprintf(out, " %lld", (long long)value);
+  }
+  fputc('\n', out);
+  fclose(out);
+}
+
 CUresult cuLaunchKernel(CUfunction f, unsigned gridX, unsigned gridY,
                         unsigned gridZ, unsigned blockX, unsigned blockY,
                         unsigned blockZ, unsigned sharedBytes, CUstream stream,
                         void **params, void **extra) {
+  const char *log = getenv("FAKE_CUDA_LAUNCH_LOG");
   NEED_CONTEXT;
   (void)sharedBytes;
   if (!f || !stream || extra || !gridX || !gridY || !gridZ || !blockX ||
       !blockY || !blockZ)
     return INVALID_VALUE;
+  if (log && *log) {
+    const unsigned dims[6] = {gridX, gridY, gridZ, blockX, blockY, blockZ};
+    logLaunch(log, (const char *)f, dims, params);
+  }
   if (strncmp((const char *)f, "fill_bytes", 10) == 0) {
     CUdeviceptr ptr = *(CUdeviceptr *)params[0];
     int value = *(int *)params[1];
@@ -306,3 +401,5 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gridX, unsigned gridY,
 
 /* Contexts retained + buffers + streams + modules not yet released. */
 int fake_live(void) { return contextRefs + buffers + streams + modules; }
+int fake_module_loads(void) { return moduleLoads; }
+int fake_kernel_lookups(void) { return kernelLookups; }

@@ -234,11 +234,12 @@ TEST_CASE("layer: files that are not usable layers", "[layer]") {
              Catch::StartsWith(std::string(MOERT_FAKE_LAYER_BAD_METADATA) +
                                ": invalid metadata: not valid JSON: "));
 
+  // A cuda layer without a launch plan (cuda_layer_test.cpp has the rest).
   Failure cuda = failure(MOERT_FAKE_LAYER_CUDA);
-  CHECK(cuda.status == MOERT_ERROR_UNSUPPORTED);
+  CHECK(cuda.status == MOERT_ERROR_FORMAT);
   CHECK(cuda.message == std::string(MOERT_FAKE_LAYER_CUDA) +
-                            ": running cuda layers is not implemented in this "
-                            "runtime yet");
+                            ": invalid metadata: missing field 'cuda' (a cuda "
+                            "layer needs its launch plan)");
 
   moert_layer *none = reinterpret_cast<moert_layer *>(0x1);
   CHECK(moert_layer_open(nullptr, &none) == MOERT_ERROR_INVALID_ARGUMENT);

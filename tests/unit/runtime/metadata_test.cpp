@@ -107,8 +107,9 @@ TEST_CASE("metadata: top-level fields", "[metadata]") {
         "field 'token_independent' must be true or false");
   CHECK(problem(with("/arguments", json::array())) ==
         "field 'arguments' must be a non-empty list");
-  CHECK(parseLayerMetadata(with("/device", "cuda").dump(), "l.so").device ==
-        DeviceKind::Cuda);
+  // A cuda layer needs its launch plan (cuda_plan_test.cpp).
+  CHECK(problem(with("/device", "cuda")) ==
+        "missing field 'cuda' (a cuda layer needs its launch plan)");
   CHECK(parseLayerMetadata(with("/device", "cpu").dump(), "l.so").device ==
         DeviceKind::Cpu);
   CHECK(problem(with("/device", "tpu")) ==

@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -178,8 +179,17 @@ TEST_CASE("moe-run: errors leave no output", "[moe-run]") {
                          "cuda to run on --device cuda"));
   CHECK(oneErrorLine(cuda(fake + " FAKE_CUDA_MODE=h200", MOERT_FAKE_LAYER_CUDA),
                      "moe-run: error: " + std::string(MOERT_FAKE_LAYER_CUDA) +
-                         ": running cuda layers is not implemented in this "
-                         "runtime yet"));
+                         ": invalid metadata: missing field 'cuda' (a cuda "
+                         "layer needs its launch plan)"));
+  CHECK(oneErrorLine(cuda(fake + " FAKE_CUDA_MODE=sm80", MOERT_FAKE_CUDA_LAYER),
+                     "moe-run: error: CUDA device 0 is sm_80; this layer "
+                     "needs sm_90a (Hopper)"));
+  // A cuda layer on the cpu (the default device).
+  CHECK(oneErrorLine(run(MOERT_FAKE_CUDA_LAYER, w, "p.", in),
+                     "moe-run: error: " + std::string(MOERT_FAKE_CUDA_LAYER) +
+                         " was compiled for cuda; run it with --device cuda"));
+  CHECK(oneErrorLine(run(MOERT_FAKE_CUDA_LAYER, w, "p.", in, " --device cpu"),
+                     " was compiled for cuda; run it with --device cuda"));
   // This machine's own driver, if any: one of the messages above.
   Result here = cuda("-u MOERT_LIBCUDA", layer);
   CHECK((oneErrorLine(here, "CUDA driver not found (libcuda.so.1: ") ||
@@ -207,6 +217,35 @@ TEST_CASE("moe-run: errors leave no output", "[moe-run]") {
   CHECK(leftovers(dir) == std::vector<std::string>{"stderr", "stdout",
                                                    "w.safetensors", "wide.npy",
                                                    "x.npy"});
+}
+
+TEST_CASE("moe-run: --device cuda runs a cuda layer", "[moe-run]") {
+  // fake_cuda_layer.c on the fake driver: the launches do nothing, so y is
+  // what the fake device memory held; the run's shape and files matter.
+  TempDir dir;
+  writeWeights(dir.path("w.safetensors"));
+  std::vector<float> x(5 * 8, 0.5f);
+  writeNpyF32(dir.path("x.npy"), x.data(), {5, 8});
+  std::string env =
+      std::string("MOERT_LIBCUDA=") + MOERT_FAKE_LIBCUDA +
+      " FAKE_CUDA_MODE=h200 FAKE_CUDA_LAUNCH_LOG=" + dir.path("launches.log");
+  std::string args = std::string(MOERT_FAKE_CUDA_LAYER) + " --weights " +
+                     dir.path("w.safetensors") + " --prefix p. --input " +
+                     dir.path("x.npy") + " --output " + dir.path("y.npy") +
+                     " --stats " + dir.path("s.json") + " --device cuda";
+  Result r = moeRun(dir, args + " --threads 4", env);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.empty());
+  CHECK(readNpyF32(dir.path("y.npy"), 2).shape == std::vector<int64_t>{5, 8});
+  nlohmann::json stats = nlohmann::json::parse(readFile(dir.path("s.json")));
+  CHECK(stats["tokens"] == 5);
+  CHECK(stats["num_experts"] == 4);
+  CHECK(stats["tokens_per_expert"].size() == 4);
+  // One forward: the plan's three launches.
+  std::string log = readFile(dir.path("launches.log"));
+  CHECK(std::count(log.begin(), log.end(), '\n') == 3);
+  CHECK(log.rfind("route 1 1 1 128 1 1 21 ", 0) == 0);
 }
 
 TEST_CASE("moe-run: --help", "[moe-run]") {

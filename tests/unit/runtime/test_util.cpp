@@ -10,6 +10,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <dlfcn.h>
+
 namespace moert::test {
 
 namespace fs = std::filesystem;
@@ -76,6 +78,16 @@ Tensor f32Tensor(const std::string &name, std::vector<int64_t> shape,
   for (int64_t i = 0; i < n; ++i)
     values[size_t(i)] = base + float(i);
   return {name, "F32", std::move(shape), bytesOf(values)};
+}
+
+int fakeDriverCounter(const char *name) {
+  void *handle = dlopen(MOERT_FAKE_LIBCUDA, RTLD_NOW | RTLD_NOLOAD);
+  if (!handle)
+    return -1;
+  auto counter = reinterpret_cast<int (*)()>(dlsym(handle, name));
+  int value = counter ? counter() : -1;
+  dlclose(handle);
+  return value;
 }
 
 } // namespace moert::test

@@ -6,7 +6,9 @@
 #include "runtime/src/error.h"
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,6 +55,48 @@ void writeSafetensors(const std::string &path,
 /// An F32 tensor whose element i is `base + i`.
 Tensor f32Tensor(const std::string &name, std::vector<int64_t> shape,
                  float base = 0);
+
+/// Sets (nullptr: unsets) an environment variable for one scope.
+class ScopedEnv {
+public:
+  ScopedEnv(const char *name, const char *value) : name_(name) {
+    if (const char *old = std::getenv(name))
+      old_ = old;
+    if (value)
+      ::setenv(name, value, 1);
+    else
+      ::unsetenv(name);
+  }
+  ScopedEnv(const char *name, const std::string &value)
+      : ScopedEnv(name, value.c_str()) {}
+  ~ScopedEnv() {
+    if (old_)
+      ::setenv(name_, old_->c_str(), 1);
+    else
+      ::unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv &) = delete;
+  ScopedEnv &operator=(const ScopedEnv &) = delete;
+
+private:
+  const char *name_;
+  std::optional<std::string> old_;
+};
+
+#ifdef MOERT_FAKE_LIBCUDA
+/// The fake driver (fake_libcuda.c), in FAKE_CUDA_MODE `mode`, for one
+/// scope.
+struct FakeDriver {
+  explicit FakeDriver(const char *mode,
+                      const char *library = MOERT_FAKE_LIBCUDA)
+      : library_("MOERT_LIBCUDA", library), mode_("FAKE_CUDA_MODE", mode) {}
+  ScopedEnv library_, mode_;
+};
+#endif
+
+/// An `int name(void)` counter of the fake driver (fake_live, ...), or -1
+/// while the runtime has not loaded it.
+int fakeDriverCounter(const char *name);
 
 /// What `body` throws as a moert::Error: its status and message.
 struct Failure {

@@ -1,0 +1,211 @@
+//===- cuda_layer.cpp - Running a cuda layer's launch plan ---------------===//
+
+#include "runtime/src/cuda_layer.h"
+
+#include "runtime/src/error.h"
+
+#include <cstring>
+#include <map>
+
+namespace moert {
+
+namespace {
+constexpr uint32_t kFatbinMagic = 0xba55ed50;
+constexpr size_t kFatbinHeaderBytes = 16; // magic, version, size, fat size
+
+/// Checks that `image` is what docs/abi.md promises: a 16-byte aligned
+/// fatbin whose header fits the reported size.
+void checkImage(const void *image, uint64_t size, const std::string &origin) {
+  if (!image)
+    fail(MOERT_ERROR_ABI, "{}: moec_cuda_image returned no image", origin);
+  if (size < kFatbinHeaderBytes)
+    fail(MOERT_ERROR_ABI,
+         "{}: its CUDA image is {} bytes, too small for a "
+         "fatbin",
+         origin, size);
+  if (reinterpret_cast<uintptr_t>(image) % 16 != 0)
+    fail(MOERT_ERROR_ABI, "{}: its CUDA image is not 16-byte aligned", origin);
+  uint32_t magic;
+  uint16_t headerBytes;
+  uint64_t fatBytes;
+  const unsigned char *bytes = static_cast<const unsigned char *>(image);
+  std::memcpy(&magic, bytes, 4);
+  std::memcpy(&headerBytes, bytes + 6, 2);
+  std::memcpy(&fatBytes, bytes + 8, 8);
+  if (magic != kFatbinMagic)
+    fail(MOERT_ERROR_ABI,
+         "{}: its CUDA image is not a fatbin (magic {:#x}, expected {:#x})",
+         origin, magic, kFatbinMagic);
+  if (headerBytes < kFatbinHeaderBytes || fatBytes > size - headerBytes)
+    fail(MOERT_ERROR_ABI,
+         "{}: its CUDA image's fatbin header claims {} + {} bytes, the image "
+         "has {}",
+         origin, headerBytes, fatBytes, size);
+}
+
+/// Appends a memref descriptor's parameters (docs/abi.md, "CUDA layers"):
+/// allocated and aligned pointer, offset 0, sizes, row-major strides.
+void appendDescriptor(std::vector<uint64_t> &values, cuda::CUdeviceptr ptr,
+                      const std::vector<int64_t> &sizes) {
+  values.push_back(ptr);
+  values.push_back(ptr);
+  values.push_back(0);
+  for (int64_t size : sizes)
+    values.push_back(uint64_t(size));
+  size_t first = values.size();
+  values.resize(first + sizes.size());
+  uint64_t stride = 1;
+  for (size_t i = sizes.size(); i-- > 0;) {
+    values[first + i] = stride;
+    stride *= uint64_t(sizes[i]);
+  }
+}
+} // namespace
+
+CudaLayer::CudaLayer(const LayerMetadata &metadata, const void *image,
+                     uint64_t imageSize, std::string origin)
+    : metadata_(metadata), plan_(*metadata_.cuda), image_(image),
+      origin_(std::move(origin)) {
+  checkImage(image, imageSize, origin_);
+}
+
+CudaLayer::~CudaLayer() = default;
+
+void CudaLayer::prepare() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  prepareLocked();
+}
+
+void CudaLayer::prepareLocked() {
+  if (device_)
+    return;
+  std::shared_ptr<const cuda::Device> device =
+      cuda::Device::open(cuda::Driver::load(), 0);
+  device->requireArch(plan_.arch);
+  auto stream = std::make_unique<cuda::Stream>(device);
+  auto module = std::make_unique<cuda::Module>(device, image_, origin_);
+  std::map<std::string, cuda::Kernel> byName;
+  for (const std::string &name : plan_.kernels())
+    byName.emplace(name, module->kernel(name));
+  std::vector<cuda::Kernel> kernels(plan_.steps.size());
+  for (size_t s = 0; s < plan_.steps.size(); ++s)
+    if (plan_.steps[s].isLaunch())
+      kernels[s] = byName.at(plan_.steps[s].kernel);
+
+  device_ = std::move(device);
+  stream_ = std::move(stream);
+  module_ = std::move(module);
+  kernels_ = std::move(kernels);
+}
+
+void CudaLayer::setWeights(const std::vector<AlignedBuffer> &host) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  prepareLocked();
+  const std::vector<ArgumentSpec> &args = metadata_.arguments;
+  std::vector<cuda::DeviceBuffer> buffers(args.size());
+  try {
+    for (size_t i = 0; i < args.size(); ++i) {
+      if (args[i].role != Role::Weight)
+        continue;
+      buffers[i] = cuda::DeviceBuffer(device_, host[i].size());
+      stream_->upload(buffers[i], host[i].data(), host[i].size());
+    }
+    stream_->synchronize(); // `host` may go once the copies are done
+  } catch (...) {
+    try {
+      stream_->synchronize();
+    } catch (...) {
+    }
+    throw;
+  }
+  std::swap(weights_, buffers);
+}
+
+void CudaLayer::forward(const float *x, int64_t tokens, float *y,
+                        int64_t *counts) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!device_ || weights_.empty())
+    fail(MOERT_ERROR_STATE,
+         "{}: forward called before the weights were "
+         "loaded",
+         origin_);
+  // Everything is evaluated and checked before any device work.
+  uint64_t t = uint64_t(tokens);
+  PlanLayout layout = plan_.layout(metadata_, t);
+  std::vector<LaunchDims> dims(plan_.steps.size());
+  for (size_t s = 0; s < plan_.steps.size(); ++s)
+    if (plan_.steps[s].isLaunch())
+      dims[s] = plan_.launchDims(plan_.steps[s], t);
+
+  if (layout.bytes > arena_.size()) {
+    arena_ = cuda::DeviceBuffer(); // free the old one first
+    arena_ = cuda::DeviceBuffer(device_, size_t(layout.bytes));
+  }
+  cuda::CUdeviceptr base = arena_.get();
+
+  // Every step's kernel parameters (8 bytes each), then one array of
+  // pointers to them per step. Each step's array ends with a NULL entry:
+  // the driver reads only as many as the kernel has, the fake driver of the
+  // tests counts them.
+  std::vector<uint64_t> values;
+  std::vector<size_t> firstValue(plan_.steps.size() + 1, 0);
+  for (size_t s = 0; s < plan_.steps.size(); ++s) {
+    firstValue[s] = values.size();
+    for (const PlanRef &ref : plan_.steps[s].args) {
+      if (ref.isBuffer) {
+        appendDescriptor(values, base + layout.offsets[ref.index],
+                         layout.shapes[ref.index]);
+        continue;
+      }
+      const ArgumentSpec &arg = metadata_.arguments[ref.index];
+      std::vector<int64_t> sizes = arg.shape;
+      for (int64_t &size : sizes)
+        size = size == -1 ? tokens : size;
+      appendDescriptor(values,
+                       arg.role == Role::Input ? base + layout.inputOffset
+                                               : weights_[ref.index].get(),
+                       sizes);
+    }
+  }
+  firstValue[plan_.steps.size()] = values.size();
+  std::vector<std::vector<void *>> params(plan_.steps.size());
+  for (size_t s = 0; s < plan_.steps.size(); ++s) {
+    for (size_t v = firstValue[s]; v < firstValue[s + 1]; ++v)
+      params[s].push_back(&values[v]);
+    params[s].push_back(nullptr);
+  }
+
+  size_t xBytes = size_t(tokens * metadata_.hiddenSize) * sizeof(float);
+  const PlanRef &output = plan_.results[0], &stats = plan_.results[1];
+  try {
+    stream_->upload(arena_, x, xBytes, size_t(layout.inputOffset));
+    for (size_t s = 0; s < plan_.steps.size(); ++s)
+      if (plan_.steps[s].isLaunch())
+        stream_->launch(kernels_[s], dims[s].grid, dims[s].block, 0,
+                        params[s].data());
+    stream_->download(y, arena_, xBytes, size_t(layout.offsets[output.index]));
+    stream_->download(counts, arena_,
+                      size_t(metadata_.numExperts) * sizeof(int64_t),
+                      size_t(layout.offsets[stats.index]));
+    stream_->synchronize();
+  } catch (...) {
+    // No copy may still be reading x or writing y once this returns.
+    try {
+      stream_->synchronize();
+    } catch (...) {
+    }
+    throw;
+  }
+}
+
+size_t CudaLayer::workspaceBytes(int64_t tokens) const {
+  if (tokens <= 0)
+    return 0;
+  try {
+    return size_t(plan_.layout(metadata_, uint64_t(tokens)).bytes);
+  } catch (const Error &) {
+    return SIZE_MAX;
+  }
+}
+
+} // namespace moert

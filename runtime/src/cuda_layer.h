@@ -1,0 +1,82 @@
+//===- cuda_layer.h - Running a cuda layer's launch plan -------*- C++ -*-===//
+//
+// The executor of a layer compiled with --target cuda: its fatbin, its
+// weights on the device and its launch plan (cuda_plan.h), replayed with
+// the driver (cuda_driver.h) for each forward call.
+//
+// Nothing here touches the driver until prepare(), which the layer calls
+// when weights are loaded: opening a cuda layer needs no GPU. Then device 0
+// (after CUDA_VISIBLE_DEVICES) is opened, its architecture checked against
+// the plan's, the image loaded once and every kernel looked up once.
+//
+// A forward call uploads x into the layer's device arena (one allocation,
+// grown when a larger T needs more and reused across calls; x and every
+// plan buffer start on a 256-byte boundary, and buffers never share
+// memory, so `free` steps are no-ops), launches the steps on the layer's
+// stream, downloads the output and the statistics and synchronises once.
+// One mutex serialises forward calls (they share the arena and the stream)
+// and weight uploads.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOERT_SRC_CUDA_LAYER_H
+#define MOERT_SRC_CUDA_LAYER_H
+
+#include "runtime/src/aligned_buffer.h"
+#include "runtime/src/cuda_driver.h"
+#include "runtime/src/cuda_plan.h"
+#include "runtime/src/metadata.h"
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace moert {
+
+class CudaLayer {
+public:
+  /// `metadata`: the layer's, with its plan (copied). `image`: the fatbin
+  /// moec_cuda_image returned, checked here; it must outlive the CudaLayer
+  /// (the library stays loaded). `origin` names the layer in messages.
+  CudaLayer(const LayerMetadata &metadata, const void *image,
+            uint64_t imageSize, std::string origin);
+  ~CudaLayer();
+  CudaLayer(const CudaLayer &) = delete;
+  CudaLayer &operator=(const CudaLayer &) = delete;
+
+  /// Loads the driver, opens device 0, checks its architecture, loads the
+  /// image and looks up the plan's kernels; only the first successful call
+  /// does anything.
+  void prepare();
+  /// Uploads the weights (by argument index, converted to the arguments'
+  /// dtypes) and, once all are there, replaces those on the device.
+  void setWeights(const std::vector<AlignedBuffer> &host);
+  /// One run of the plan for `tokens` > 0: y[tokens, hidden] and the
+  /// call's expert counts[num_experts] on the host.
+  void forward(const float *x, int64_t tokens, float *y, int64_t *counts);
+  /// The device memory a call of `tokens` tokens needs: the arena holding x
+  /// and the plan's buffers (SIZE_MAX if the plan cannot be evaluated).
+  size_t workspaceBytes(int64_t tokens) const;
+
+private:
+  void prepareLocked();
+
+  const LayerMetadata metadata_;
+  const CudaPlan &plan_; // *metadata_.cuda
+  const void *image_;
+  std::string origin_;
+
+  std::mutex mutex_; // forward calls and weight uploads
+  std::shared_ptr<const cuda::Device> device_;
+  std::unique_ptr<cuda::Stream> stream_;
+  std::unique_ptr<cuda::Module> module_;
+  std::vector<cuda::Kernel> kernels_;       // by step (empty for frees)
+  std::vector<cuda::DeviceBuffer> weights_; // by argument
+  cuda::DeviceBuffer arena_;
+};
+
+} // namespace moert
+
+#endif // MOERT_SRC_CUDA_LAYER_H

@@ -1,0 +1,945 @@
+//===- cuda_layer_test.cpp - Running cuda layers on the fake driver ------===//
+//
+// The executor of cuda layers (cuda_layer.h) through the C API, without a
+// GPU: fake_libcuda.c stands in for the driver ("device" memory is host
+// memory, kernels do nothing, each launch is logged with its grid, block
+// and parameters), so the tests can check what the runtime uploads, which
+// launches it makes in which order with which memref descriptors, and that
+// the output and statistics are what the device's result buffers held.
+//
+// [cuda-exec]: the hand-written fake_cuda_layer.c (open-time checks,
+// corrupt plans and images, errors, threads).
+// [cuda-layer]: the examples compiled by moec --target cuda at test time
+// (the ctest fixture "runtime: compile cuda layers"), with the expected
+// launches derived here from the layers' configs.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moert/moert.h"
+#include "runtime/src/convert.h"
+#include "runtime/src/safetensors.h"
+
+#include "test_util.h"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace moert;
+using namespace moert::test;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+/// Closes the layer at scope exit.
+struct Layer {
+  moert_layer *handle = nullptr;
+  ~Layer() { moert_layer_close(handle); }
+  operator moert_layer *() const { return handle; }
+};
+
+void open(Layer &layer, const std::string &path) {
+  moert_status status = moert_layer_open(path.c_str(), &layer.handle);
+  INFO(moert_last_error());
+  REQUIRE(status == MOERT_OK);
+}
+
+Failure openFailure(const std::string &path) {
+  moert_layer *layer = reinterpret_cast<moert_layer *>(0x1);
+  moert_status status = moert_layer_open(path.c_str(), &layer);
+  CHECK(layer == nullptr);
+  return {status, status == MOERT_OK ? "(no error)" : moert_last_error()};
+}
+
+void loadWeights(moert_layer *layer, const std::string &path,
+                 const std::string &prefix) {
+  moert_status status =
+      moert_layer_load_weights(layer, path.c_str(), prefix.c_str());
+  INFO(moert_last_error());
+  REQUIRE(status == MOERT_OK);
+}
+
+Failure loadFailure(moert_layer *layer, const std::string &path,
+                    const std::string &prefix) {
+  moert_status status =
+      moert_layer_load_weights(layer, path.c_str(), prefix.c_str());
+  return {status, status == MOERT_OK ? "(no error)" : moert_last_error()};
+}
+
+std::vector<float> input(size_t count, uint32_t seed = 1) {
+  std::vector<float> x(count);
+  for (float &v : x) {
+    seed = seed * 1664525u + 1013904223u;
+    v = float(seed >> 8) / float(1 << 24) * 4 - 2;
+  }
+  return x;
+}
+
+std::vector<float> forward(moert_layer *layer, const std::vector<float> &x,
+                           int64_t tokens) {
+  std::vector<float> y(x.size(), NAN);
+  moert_status status = moert_layer_forward(layer, x.data(), tokens, y.data());
+  INFO(moert_last_error());
+  REQUIRE(status == MOERT_OK);
+  return y;
+}
+
+std::vector<int64_t> lastStats(moert_layer *layer, int64_t *tokens) {
+  std::vector<int64_t> counts(size_t(moert_layer_num_experts(layer)), -1);
+  REQUIRE(moert_layer_last_stats(layer, counts.data(), tokens) == MOERT_OK);
+  return counts;
+}
+
+/// `bytes` bytes of fake device memory (host memory) at `ptr`.
+std::string deviceBytes(int64_t ptr, size_t bytes) {
+  return std::string(reinterpret_cast<const char *>(uintptr_t(ptr)), bytes);
+}
+
+// --- The fake driver's launch log -----------------------------------------
+
+/// One launch: "NAME GX GY GZ BX BY BZ N P0 ... P(N-1)".
+struct Launch {
+  std::string kernel;
+  std::array<uint64_t, 3> grid{}, block{};
+  std::vector<int64_t> params;
+};
+
+std::vector<Launch> readLaunches(const std::string &path) {
+  std::vector<Launch> launches;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    Launch l;
+    size_t count = 0;
+    fields >> l.kernel >> l.grid[0] >> l.grid[1] >> l.grid[2] >> l.block[0] >>
+        l.block[1] >> l.block[2] >> count;
+    l.params.resize(count);
+    for (int64_t &p : l.params)
+      fields >> p;
+    INFO(line);
+    REQUIRE(fields);
+    launches.push_back(std::move(l));
+  }
+  return launches;
+}
+
+/// A memref descriptor as kernel parameters: allocated, aligned, offset,
+/// sizes[rank], strides[rank].
+struct Descriptor {
+  int64_t allocated = 0, aligned = 0, offset = -1;
+  std::vector<int64_t> sizes, strides;
+};
+
+/// The launch's parameters read as descriptors of the given ranks; the
+/// count must be exactly theirs.
+std::vector<Descriptor> decode(const Launch &launch,
+                               const std::vector<size_t> &ranks) {
+  size_t want = 0;
+  for (size_t rank : ranks)
+    want += 3 + 2 * rank;
+  INFO(launch.kernel);
+  REQUIRE(launch.params.size() == want);
+  std::vector<Descriptor> descriptors;
+  size_t at = 0;
+  for (size_t rank : ranks) {
+    Descriptor d;
+    d.allocated = launch.params[at++];
+    d.aligned = launch.params[at++];
+    d.offset = launch.params[at++];
+    for (size_t i = 0; i < rank; ++i)
+      d.sizes.push_back(launch.params[at++]);
+    for (size_t i = 0; i < rank; ++i)
+      d.strides.push_back(launch.params[at++]);
+    descriptors.push_back(std::move(d));
+  }
+  return descriptors;
+}
+
+std::vector<int64_t> rowMajor(const std::vector<int64_t> &sizes) {
+  std::vector<int64_t> strides(sizes.size());
+  int64_t stride = 1;
+  for (size_t i = sizes.size(); i-- > 0;) {
+    strides[i] = stride;
+    stride *= sizes[i];
+  }
+  return strides;
+}
+
+/// What a launch should be: kernel, grid, block and its arguments' sizes.
+struct Expected {
+  std::string kernel;
+  std::array<uint64_t, 3> grid, block;
+  std::vector<std::vector<int64_t>> args;
+};
+
+/// Checks the launches against `expected` and returns their descriptors.
+std::vector<std::vector<Descriptor>>
+checkLaunches(const std::vector<Launch> &launches,
+              const std::vector<Expected> &expected) {
+  std::vector<std::string> names, wantNames;
+  for (const Launch &l : launches)
+    names.push_back(l.kernel);
+  for (const Expected &e : expected)
+    wantNames.push_back(e.kernel);
+  REQUIRE(names == wantNames); // plan order
+  std::vector<std::vector<Descriptor>> all;
+  for (size_t i = 0; i < launches.size(); ++i) {
+    const Launch &l = launches[i];
+    const Expected &e = expected[i];
+    INFO("launch " << i << ": " << e.kernel);
+    CHECK(l.grid == e.grid);
+    CHECK(l.block == e.block);
+    std::vector<size_t> ranks;
+    for (const std::vector<int64_t> &a : e.args)
+      ranks.push_back(a.size());
+    std::vector<Descriptor> ds = decode(l, ranks);
+    for (size_t a = 0; a < ds.size(); ++a) {
+      INFO("argument " << a);
+      CHECK(ds[a].allocated == ds[a].aligned);
+      CHECK(ds[a].aligned != 0);
+      CHECK(ds[a].aligned % 256 == 0);
+      CHECK(ds[a].offset == 0);
+      CHECK(ds[a].sizes == e.args[a]);
+      CHECK(ds[a].strides == rowMajor(e.args[a]));
+    }
+    all.push_back(std::move(ds));
+  }
+  return all;
+}
+
+// --- The fake cuda layer (fake_cuda_layer.c) --------------------------------
+
+constexpr int64_t kHidden = 8, kExperts = 4, kWidth = 3;
+const std::string kPrefix = "model.layers.0.mlp.";
+
+/// Gate [4, 8] as F32 and experts.{e}.w1.weight [3, 8] as `expertDtype`;
+/// `base` shifts every value.
+std::vector<Tensor> checkpoint(const std::string &expertDtype = "BF16",
+                               float base = 0) {
+  std::vector<float> gate(kExperts * kHidden);
+  for (size_t i = 0; i < gate.size(); ++i)
+    gate[i] = base + 0.5f * float(i) - 3;
+  std::vector<Tensor> tensors = {
+      {kPrefix + "gate.weight", "F32", {kExperts, kHidden}, bytesOf(gate)}};
+  for (int64_t e = 0; e < kExperts; ++e) {
+    std::vector<float> w(kWidth * kHidden);
+    for (size_t i = 0; i < w.size(); ++i)
+      w[i] = base + 8.0f * float(e) + 0.25f * float(i); // exact in bf16
+    Tensor t{kPrefix + "experts." + std::to_string(e) + ".w1.weight",
+             expertDtype,
+             {kWidth, kHidden},
+             ""};
+    for (float v : w) {
+      if (expertDtype == "F32") {
+        t.bytes.append(reinterpret_cast<const char *>(&v), 4);
+      } else {
+        uint16_t half = expertDtype == "BF16" ? f32ToBF16(v) : f32ToF16(v);
+        t.bytes.append(reinterpret_cast<const char *>(&half), 2);
+      }
+    }
+    tensors.push_back(std::move(t));
+  }
+  return tensors;
+}
+
+/// The weights as the device should hold them: gate f32, w1 bf16 stacked.
+std::string deviceGate(float base = 0) {
+  std::vector<float> gate(kExperts * kHidden);
+  for (size_t i = 0; i < gate.size(); ++i)
+    gate[i] = base + 0.5f * float(i) - 3;
+  return bytesOf(gate);
+}
+std::string deviceW1(float base = 0) {
+  std::vector<uint16_t> w;
+  for (int64_t e = 0; e < kExperts; ++e)
+    for (int64_t i = 0; i < kWidth * kHidden; ++i)
+      w.push_back(f32ToBF16(base + 8.0f * float(e) + 0.25f * float(i)));
+  return bytesOf(w);
+}
+
+/// The fake layer's launches for T (its header comment).
+std::vector<Expected> fakeLaunches(int64_t t) {
+  uint64_t T = uint64_t(t);
+  return {{"route",
+           {(T + 127) / 128, 1, 1},
+           {128, 1, 1},
+           {{t, kHidden}, {kExperts, kHidden}, {t, 4}}},
+          {"expert",
+           {(T + 15) / 16, 2, 1},
+           {32, 1, 1},
+           {{t, kHidden}, {t, 4}, {kExperts, kWidth, kHidden}, {t, kHidden}}},
+          {"count", {1, 1, 1}, {1, 1, 1}, {{kExperts}}}};
+}
+
+int counter(const char *name) {
+  int value = fakeDriverCounter(name);
+  REQUIRE(value >= 0);
+  return value;
+}
+
+// --- Layers compiled by moec ------------------------------------------------
+
+/// A family's example compiled with --target cuda into
+/// MOERT_CUDA_LAYER_DIR, reused while newer than moec unless `force`. ""
+/// when moec cannot build cuda layers here (no CUDA toolkit): `*why` says.
+std::string cudaLayer(const std::string &family, bool force, std::string *why) {
+  std::string dir = MOERT_CUDA_LAYER_DIR, out = dir + "/" + family + ".so";
+  std::error_code ec;
+  auto moecTime = fs::last_write_time(MOEC, ec);
+  if (ec)
+    FAIL("moec is not built (" << MOEC << "); the [cuda-layer] tests need it");
+  if (!force && fs::exists(out) && fs::last_write_time(out) >= moecTime)
+    return out;
+  fs::create_directories(dir);
+  std::string temp = out + ".tmp." + std::to_string(::getpid());
+  std::string log = temp + ".log";
+  std::string command = std::string(MOEC) + " compile " + MOE_SOURCE_DIR +
+                        "/examples/" + family + "/config.json --target cuda" +
+                        " -o " + temp + " 2>" + log;
+  int raw = std::system(command.c_str());
+  std::string errors = readFile(log);
+  std::remove(log.c_str());
+  int status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  if (status != 0 && errors.find("no CUDA toolkit") != std::string::npos) {
+    *why = errors;
+    std::remove(temp.c_str());
+    return "";
+  }
+  INFO("moec compile --target cuda " << family << ": " << errors);
+  REQUIRE(status == 0);
+  fs::rename(temp, out); // atomic: concurrent tests never see half a file
+  return out;
+}
+
+const char *const kCompiledFamilies[] = {"mixtral", "qwen2_moe"};
+
+std::string examplePath(const std::string &family, const std::string &name) {
+  return std::string(MOE_SOURCE_DIR) + "/examples/" + family + "/" + name;
+}
+
+std::string examplePrefix(const std::string &family) {
+  std::string prefix = readFile(examplePath(family, "prefix.txt"));
+  while (!prefix.empty() && std::isspace((unsigned char)prefix.back()))
+    prefix.pop_back();
+  return prefix;
+}
+
+/// The sizes the launches depend on, from the example's config.
+struct Shape {
+  int64_t hidden, experts, k, width, shared = 0; // shared: 0 if none
+};
+
+Shape shapeOf(const std::string &family) {
+  json c = json::parse(readFile(examplePath(family, "config.json")));
+  auto at = [&](const char *key) { return c.at(key).get<int64_t>(); };
+  if (family == "mixtral")
+    return {at("hidden_size"), at("num_local_experts"),
+            at("num_experts_per_tok"), at("intermediate_size"), 0};
+  return {at("hidden_size"), at("num_experts"), at("num_experts_per_tok"),
+          at("moe_intermediate_size"), at("shared_expert_intermediate_size")};
+}
+
+/// The launches of the GPU pipeline (docs/gpu.md) for T, from the formulas:
+/// one thread per token in blocks of 128 for routing and combine; the
+/// dispatch's rows R_max = floor((T k + E (tile - 1)) / tile) tile with
+/// tile 128; FFN warps of 16 rows by 32 columns.
+std::vector<Expected> pipelineLaunches(const Shape &s, int64_t t) {
+  const int64_t tile = 128, H = s.hidden, E = s.experts, k = s.k, I = s.width,
+                S = s.shared;
+  auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  int64_t rows = (t * k + E * (tile - 1)) / tile * tile;
+  int64_t padded = ceilDiv(t, 16) * 16;
+  uint64_t tokenBlocks = uint64_t(ceilDiv(t, 128));
+  std::vector<Expected> launches = {
+      {"router",
+       {tokenBlocks, 1, 1},
+       {128, 1, 1},
+       {{t, H}, {E, H}, {t, E}, {t, E}}},
+      {"topk", {tokenBlocks, 1, 1}, {128, 1, 1}, {{t, E}, {t, k}, {t, k}}},
+      {"dispatch",
+       {1, 1, 1},
+       {1, 1, 1},
+       {{t, k}, {E + 1}, {rows}, {t, k}, {rows / tile}}},
+      {"expert_ffn_gate_up",
+       {uint64_t(rows / 16), uint64_t(ceilDiv(I, 32)), 1},
+       {32, 1, 1},
+       {{t, H}, {rows}, {rows / tile}, {E, I, H}, {E, I, H}, {rows, I}}},
+      {"expert_ffn_down",
+       {uint64_t(rows / 16), uint64_t(ceilDiv(H, 32)), 1},
+       {32, 1, 1},
+       {{rows, I},
+        {t, H},
+        {rows},
+        {rows / tile},
+        {E, H, I},
+        {t, k},
+        {rows, H}}}};
+  if (S) {
+    launches.push_back({"shared_ffn_gate_up",
+                        {uint64_t(padded / 16), uint64_t(ceilDiv(S, 32)), 1},
+                        {32, 1, 1},
+                        {{t, H}, {S, H}, {S, H}, {padded, S}}});
+    launches.push_back({"shared_ffn_down",
+                        {uint64_t(padded / 16), uint64_t(ceilDiv(H, 32)), 1},
+                        {32, 1, 1},
+                        {{padded, S}, {t, H}, {H, S}, {1, H}, {padded, H}}});
+    launches.push_back({"combine",
+                        {tokenBlocks, 1, 1},
+                        {128, 1, 1},
+                        {{rows, H}, {t, k}, {padded, H}, {t, H}}});
+  } else {
+    launches.push_back({"combine",
+                        {tokenBlocks, 1, 1},
+                        {128, 1, 1},
+                        {{rows, H}, {t, k}, {t, H}}});
+  }
+  launches.push_back({"stats", {1, 1, 1}, {1, 1, 1}, {{t, k}, {E}}});
+  return launches;
+}
+
+/// A checkpoint tensor converted to `format`, as the device should hold it.
+std::string converted(const SafetensorsFile &file, const std::string &name,
+                      FloatFormat format) {
+  const TensorInfo *t = file.find(name);
+  REQUIRE(t);
+  REQUIRE((t->dtype == DType::F32 || t->dtype == DType::BF16 ||
+           t->dtype == DType::F16));
+  FloatFormat from = t->dtype == DType::F32    ? FloatFormat::F32
+                     : t->dtype == DType::BF16 ? FloatFormat::BF16
+                                               : FloatFormat::F16;
+  std::string out(t->numElements() * formatSize(format), '\0');
+  convertFloats(from, file.data(*t), format, out.data(), t->numElements());
+  return out;
+}
+
+size_t typeSize(const std::string &dtype) {
+  return dtype == "i64"                       ? 8
+         : dtype == "i8"                      ? 1
+         : (dtype == "f32" || dtype == "i32") ? 4
+                                              : 2;
+}
+} // namespace
+
+// --- The fake cuda layer -----------------------------------------------------
+
+TEST_CASE("cuda exec: opening a cuda layer needs no GPU", "[cuda-exec]") {
+  ScopedEnv noDriver("MOERT_LIBCUDA", "/nonexistent/libcuda.so.1");
+  Layer layer;
+  open(layer, MOERT_FAKE_CUDA_LAYER);
+  CHECK(std::string(moert_layer_device(layer)) == "cuda");
+  CHECK(moert_layer_hidden_size(layer) == kHidden);
+  CHECK(moert_layer_num_experts(layer) == kExperts);
+  CHECK(moert_layer_set_threads(layer, 3) == MOERT_OK); // accepted
+
+  // Device memory for T: x [7, 8] f32, [7, 4] f32, [7, 8] f32, [4] i64,
+  // each on 256 bytes.
+  CHECK(moert_layer_workspace_bytes(layer, 0) == 0);
+  CHECK(moert_layer_workspace_bytes(layer, 7) == 4 * 256);
+  CHECK(moert_layer_workspace_bytes(layer, 300) ==
+        9728 + 4864 + 9728 + 256); // 9600, 4800, 9600, 32 rounded up
+
+  std::vector<float> x = input(5 * kHidden), y(x.size());
+  CHECK(moert_layer_forward(layer, x.data(), 5, y.data()) == MOERT_ERROR_STATE);
+  CHECK(std::string(moert_last_error()) ==
+        std::string(MOERT_FAKE_CUDA_LAYER) +
+            ": forward called before the weights were loaded");
+
+  // The checkpoint is checked before the driver is loaded...
+  TempDir dir;
+  std::vector<Tensor> tensors = checkpoint();
+  tensors.erase(tensors.begin() + 2);
+  writeSafetensors(dir.path("bad.safetensors"), tensors);
+  Failure bad = loadFailure(layer, dir.path("bad.safetensors"), kPrefix);
+  CHECK(bad.status == MOERT_ERROR_MISMATCH);
+  CHECK(bad.message == dir.path("bad.safetensors") +
+                           ": missing tensor "
+                           "'model.layers.0.mlp.experts.1.w1.weight'");
+  // ... which a good one then needs.
+  writeSafetensors(dir.path("w.safetensors"), checkpoint());
+  Failure driver = loadFailure(layer, dir.path("w.safetensors"), kPrefix);
+  CHECK(driver.status == MOERT_ERROR_NO_DEVICE);
+  CHECK(driver.message ==
+        "CUDA driver not found (/nonexistent/libcuda.so.1: cannot open shared "
+        "object file: No such file or directory); --device cuda needs an "
+        "NVIDIA driver");
+  CHECK(moert_layer_forward(layer, x.data(), 5, y.data()) == MOERT_ERROR_STATE);
+}
+
+TEST_CASE("cuda exec: corrupt plans and images fail to open", "[cuda-exec]") {
+  const std::string so = MOERT_FAKE_CUDA_LAYER;
+  // The default plan, with one field replaced.
+  std::string plan =
+      R"({"arch": "sm_90a", "image": "fatbin", "buffers": [
+            {"dtype": "f32", "shape": ["T", 4]}, {"dtype": "f32", "shape": ["T", 8]},
+            {"dtype": "i64", "shape": [4]}],
+          "steps": [
+            {"launch": "route", "grid": [["ceildivui", "T", 128], 1, 1],
+             "block": [128, 1, 1], "args": [{"arg": 0}, {"arg": 1}, {"buffer": 0}]},
+            {"launch": "expert", "grid": [["ceildivui", "T", 16], 2, 1],
+             "block": [32, 1, 1],
+             "args": [{"arg": 0}, {"buffer": 0}, {"arg": 2}, {"buffer": 1}]},
+            {"free": 0},
+            {"launch": "count", "grid": [1, 1, 1], "block": [1, 1, 1],
+             "args": [{"buffer": 2}]}],
+          "results": [{"buffer": 1}, {"buffer": 2}]})";
+  auto failure = [&](const std::string &pointer, const json &value) {
+    json p = json::parse(plan);
+    p[json::json_pointer(pointer)] = value;
+    ScopedEnv env("FAKE_CUDA_PLAN", p.dump());
+    return openFailure(so);
+  };
+  {
+    ScopedEnv env("FAKE_CUDA_PLAN", plan);
+    Layer layer;
+    open(layer, so); // the plan above is valid
+  }
+  Failure ref = failure("/steps/1/args/1", json::parse(R"({"buffer": 12})"));
+  CHECK(ref.status == MOERT_ERROR_FORMAT);
+  CHECK(ref.message ==
+        so + ": invalid metadata: cuda.steps[1].args[1] refers to buffer 12 "
+             "of 3");
+  CHECK(failure("/steps/0/launch", "").message ==
+        so + ": invalid metadata: field 'cuda.steps[0].launch' must be a "
+             "non-empty kernel name");
+  CHECK(failure("/steps/1/grid/0/0", "ceildiv").message ==
+        so + ": invalid metadata: 'cuda.steps[1].grid[0][0]' is \"ceildiv\", "
+             "expected one of addi, subi, muli, divui, ceildivui, remui, "
+             "minui, maxui");
+  CHECK(failure("/results/0", json::parse(R"({"buffer": 2})")).message ==
+        so + ": invalid metadata: cuda.results[0] is buffer 2, i64 with 1 "
+             "dimension; the output must be f32 with 2 dimensions");
+  CHECK(failure("/arch", "sm_90x").message ==
+        so + ": invalid metadata: field 'cuda.arch' is 'sm_90x', expected a "
+             "CUDA architecture such as sm_90a");
+  {
+    ScopedEnv env("FAKE_CUDA_PLAN", "none");
+    CHECK(openFailure(so).message == so + ": invalid metadata: missing field "
+                                          "'cuda' (a cuda layer needs its "
+                                          "launch plan)");
+  }
+  // fake_layer.c's cuda variant has moec_forward but no plan.
+  CHECK(openFailure(MOERT_FAKE_LAYER_CUDA).message ==
+        std::string(MOERT_FAKE_LAYER_CUDA) +
+            ": invalid metadata: missing field 'cuda' (a cuda layer needs its "
+            "launch plan)");
+
+  auto image = [&](const char *variant) {
+    ScopedEnv env("FAKE_CUDA_IMAGE", variant);
+    return openFailure(so);
+  };
+  Failure null = image("null");
+  CHECK(null.status == MOERT_ERROR_ABI);
+  CHECK(null.message == so + ": moec_cuda_image returned no image");
+  CHECK(image("elf").message == so + ": its CUDA image is not a fatbin (magic "
+                                     "0x464c457f, expected 0xba55ed50)");
+  CHECK(image("small").message ==
+        so + ": its CUDA image is 8 bytes, too small for a fatbin");
+  CHECK(image("truncated").message ==
+        so + ": its CUDA image's fatbin header claims 16 + 16 bytes, the "
+             "image has 24");
+  CHECK(image("misaligned").message ==
+        so + ": its CUDA image is not 16-byte aligned");
+  // A cpu layer's library is not asked for an image.
+  CHECK(openFailure(MOERT_FAKE_LAYER_NO_FORWARD).message ==
+        std::string(MOERT_FAKE_LAYER_NO_FORWARD) +
+            ": not a moec layer (missing symbol moec_forward)");
+}
+
+TEST_CASE("cuda exec: weights, launches and results on a fake H200",
+          "[cuda-exec]") {
+  TempDir dir;
+  FakeDriver fake("h200");
+  ScopedEnv log("FAKE_CUDA_LAUNCH_LOG", dir.path("launches.log"));
+  int loadsBefore = fakeDriverCounter("fake_module_loads");
+  int lookupsBefore = fakeDriverCounter("fake_kernel_lookups");
+  {
+    Layer layer;
+    open(layer, MOERT_FAKE_CUDA_LAYER);
+    writeSafetensors(dir.path("w.safetensors"), checkpoint("F16"));
+    loadWeights(layer, dir.path("w.safetensors"), kPrefix);
+    CHECK(!fileExists(dir.path("launches.log"))); // loading launches nothing
+    // One module, each kernel looked up once (the driver was not loaded
+    // before in this process if the counters read -1).
+    CHECK(counter("fake_module_loads") - std::max(loadsBefore, 0) == 1);
+    CHECK(counter("fake_kernel_lookups") - std::max(lookupsBefore, 0) == 3);
+    REQUIRE(moert_layer_set_threads(layer, 4) == MOERT_OK); // no effect
+
+    int64_t total = 0;
+    std::vector<int64_t> totalCounts(kExperts, 0);
+    // T grows or repeats: each call's statistics buffer then still holds
+    // the fake's pattern (small counts), not an earlier call's x.
+    for (int64_t t : {1, 7, 300, 300}) {
+      INFO("T = " << t);
+      std::remove(dir.path("launches.log").c_str());
+      std::vector<float> x = input(size_t(t * kHidden), uint32_t(t));
+      std::vector<float> y = forward(layer, x, t);
+      std::vector<std::vector<Descriptor>> ds = checkLaunches(
+          readLaunches(dir.path("launches.log")), fakeLaunches(t));
+      // x, the weights and the buffers as the plan wires them.
+      CHECK(ds[0][0].aligned == ds[1][0].aligned);
+      CHECK(deviceBytes(ds[0][0].aligned, x.size() * 4) == bytesOf(x));
+      CHECK(deviceBytes(ds[0][1].aligned, 128) == deviceGate());
+      CHECK(deviceBytes(ds[1][2].aligned, 192) == deviceW1());
+      CHECK(ds[0][2].aligned == ds[1][1].aligned); // buffer 0
+      std::set<int64_t> distinct = {ds[0][0].aligned, ds[0][1].aligned,
+                                    ds[0][2].aligned, ds[1][2].aligned,
+                                    ds[1][3].aligned, ds[2][0].aligned};
+      CHECK(distinct.size() == 6);
+      // y and the statistics are what the result buffers held.
+      CHECK(bytesOf(y) == deviceBytes(ds[1][3].aligned, y.size() * 4));
+      int64_t tokens = -1;
+      std::vector<int64_t> counts = lastStats(layer, &tokens);
+      CHECK(tokens == t);
+      CHECK(bytesOf(counts) == deviceBytes(ds[2][0].aligned, kExperts * 8));
+      for (size_t e = 0; e < counts.size(); ++e) {
+        CHECK(counts[e] >= 1); // the fake's pattern, never written
+        totalCounts[e] += counts[e];
+      }
+      total += t;
+    }
+    int64_t tokens = 0;
+    std::vector<int64_t> counts(kExperts);
+    REQUIRE(moert_layer_stats(layer, counts.data(), &tokens) == MOERT_OK);
+    CHECK(tokens == total);
+    CHECK(counts == totalCounts);
+
+    // No tokens: nothing launched, an empty output, zero statistics.
+    std::remove(dir.path("launches.log").c_str());
+    CHECK(moert_layer_forward(layer, nullptr, 0, nullptr) == MOERT_OK);
+    CHECK(!fileExists(dir.path("launches.log")));
+    int64_t none = -1;
+    CHECK(lastStats(layer, &none) == std::vector<int64_t>(kExperts, 0));
+    CHECK(none == 0);
+
+    // New weights replace the old; a failed load leaves them.
+    writeSafetensors(dir.path("w2.safetensors"), checkpoint("F32", 1));
+    loadWeights(layer, dir.path("w2.safetensors"), kPrefix);
+    CHECK(counter("fake_module_loads") - std::max(loadsBefore, 0) == 1);
+    std::vector<Tensor> missing = checkpoint();
+    missing.pop_back();
+    writeSafetensors(dir.path("bad.safetensors"), missing);
+    CHECK(loadFailure(layer, dir.path("bad.safetensors"), kPrefix).status ==
+          MOERT_ERROR_MISMATCH);
+    std::remove(dir.path("launches.log").c_str());
+    std::vector<float> x = input(300 * kHidden);
+    forward(layer, x, 300);
+    std::vector<std::vector<Descriptor>> ds = checkLaunches(
+        readLaunches(dir.path("launches.log")), fakeLaunches(300));
+    CHECK(deviceBytes(ds[0][1].aligned, 128) == deviceGate(1));
+    CHECK(deviceBytes(ds[1][2].aligned, 192) == deviceW1(1));
+  }
+  CHECK(counter("fake_live") == 0); // every buffer, stream, module, context
+}
+
+TEST_CASE("cuda exec: errors in a call name the step and launch nothing",
+          "[cuda-exec]") {
+  TempDir dir;
+  FakeDriver fake("h200");
+  ScopedEnv log("FAKE_CUDA_LAUNCH_LOG", dir.path("launches.log"));
+  writeSafetensors(dir.path("w.safetensors"), checkpoint());
+  auto run = [&](const std::string &pointer, const json &value,
+                 int64_t tokens) {
+    json plan = json::parse(R"({"arch": "sm_90a", "image": "fatbin",
+      "buffers": [{"dtype": "f32", "shape": ["T", 8]}, {"dtype": "i64", "shape": [4]}],
+      "steps": [{"launch": "route", "grid": [1, 1, 1], "block": [1, 1, 1],
+                 "args": [{"arg": 0}, {"buffer": 0}]},
+                {"launch": "count", "grid": [1, 1, 1], "block": [1, 1, 1],
+                 "args": [{"buffer": 1}]}],
+      "results": [{"buffer": 0}, {"buffer": 1}]})");
+    plan[json::json_pointer(pointer)] = value;
+    ScopedEnv env("FAKE_CUDA_PLAN", plan.dump());
+    Layer layer;
+    open(layer, MOERT_FAKE_CUDA_LAYER);
+    loadWeights(layer, dir.path("w.safetensors"), kPrefix);
+    std::remove(dir.path("launches.log").c_str());
+    std::vector<float> x = input(size_t(tokens * kHidden)), y(x.size());
+    moert_status status =
+        moert_layer_forward(layer, x.data(), tokens, y.data());
+    Failure f{status, status == MOERT_OK ? "(no error)" : moert_last_error()};
+    CHECK(!fileExists(dir.path("launches.log")));
+    int64_t seen = -1;
+    CHECK(lastStats(layer, &seen) == std::vector<int64_t>(kExperts, 0));
+    CHECK(seen == 0); // a failed call records nothing
+    return f;
+  };
+  const std::string so = MOERT_FAKE_CUDA_LAYER;
+  Failure big =
+      run("/steps/1/grid/1", json::parse(R"(["muli", "T", 100000])"), 1);
+  CHECK(big.status == MOERT_ERROR_INVALID_ARGUMENT);
+  CHECK(big.message == so + ": cuda.steps[1] ('count') for T = 1: grid [1, "
+                            "100000, 1] is outside CUDA's limits (x in [1, "
+                            "2147483647], y and z in [1, 65535])");
+  CHECK(run("/steps/0/grid/0", json::parse(R"(["subi", "T", 3])"), 3).message ==
+        so + ": cuda.steps[0] ('route') for T = 3: grid [0, 1, 1] is outside "
+             "CUDA's limits (x in [1, 2147483647], y and z in [1, 65535])");
+  CHECK(run("/steps/0/block/0", json::parse(R"(["muli", "T", 512])"), 3)
+            .message ==
+        so + ": cuda.steps[0] ('route') for T = 3: block [1536, 1, 1] is "
+             "outside CUDA's limits (each dimension at least 1, z at most 64, "
+             "at most 1024 threads)");
+  Failure zero = run("/buffers/1/shape/0",
+                     json::parse(R"(["divui", 8, ["subi", "T", 2]])"), 2);
+  CHECK(zero.status == MOERT_ERROR_FORMAT);
+  CHECK(zero.message == so + ": invalid metadata: 'cuda.buffers[1].shape[0]' "
+                             "divides by zero for T = 2");
+  Failure shape = run("/buffers/0/shape/1", 7, 5);
+  CHECK(shape.status == MOERT_ERROR_FORMAT);
+  CHECK(shape.message == so + ": invalid metadata: cuda.results[0] (buffer 0) "
+                              "has shape [5, 7] for T = 5, expected [5, 8]");
+  CHECK(counter("fake_live") == 0);
+}
+
+TEST_CASE("cuda exec: the device and the image must fit", "[cuda-exec]") {
+  TempDir dir;
+  writeSafetensors(dir.path("w.safetensors"), checkpoint());
+  {
+    FakeDriver fake("sm80");
+    Layer layer;
+    open(layer, MOERT_FAKE_CUDA_LAYER);
+    Failure arch = loadFailure(layer, dir.path("w.safetensors"), kPrefix);
+    CHECK(arch.status == MOERT_ERROR_NO_DEVICE);
+    CHECK(arch.message ==
+          "CUDA device 0 is sm_80; this layer needs sm_90a (Hopper)");
+    std::vector<float> x = input(kHidden), y(x.size());
+    CHECK(moert_layer_forward(layer, x.data(), 1, y.data()) ==
+          MOERT_ERROR_STATE);
+  }
+  {
+    FakeDriver fake("no_device");
+    Layer layer;
+    open(layer, MOERT_FAKE_CUDA_LAYER);
+    CHECK(loadFailure(layer, dir.path("w.safetensors"), kPrefix).message ==
+          "no CUDA device: cuInit failed with CUDA_ERROR_NO_DEVICE (no "
+          "CUDA-capable device is detected)");
+  }
+  {
+    FakeDriver fake("h200");
+    ScopedEnv missing("FAKE_CUDA_MISSING_KERNEL", "expert");
+    Layer layer;
+    open(layer, MOERT_FAKE_CUDA_LAYER);
+    Failure kernel = loadFailure(layer, dir.path("w.safetensors"), kPrefix);
+    CHECK(kernel.status == MOERT_ERROR_ABI);
+    CHECK(kernel.message ==
+          std::string(MOERT_FAKE_CUDA_LAYER) +
+              ": no kernel 'expert' in its GPU code (cuModuleGetFunction "
+              "failed with CUDA_ERROR_NOT_FOUND (named symbol not found))");
+  }
+  CHECK(counter("fake_live") == 0);
+}
+
+TEST_CASE("cuda exec: concurrent forward calls on one layer", "[cuda-exec]") {
+  TempDir dir;
+  FakeDriver fake("h200");
+  writeSafetensors(dir.path("w.safetensors"), checkpoint());
+  {
+    Layer layer;
+    open(layer, MOERT_FAKE_CUDA_LAYER);
+    loadWeights(layer, dir.path("w.safetensors"), kPrefix);
+    // The same T everywhere: the output buffer keeps the fake's pattern, so
+    // every call must return the same y.
+    constexpr int kCallers = 8, kRounds = 10;
+    constexpr int64_t kTokens = 50;
+    std::vector<float> reference =
+        forward(layer, input(kTokens * kHidden), kTokens);
+    REQUIRE(moert_layer_reset_stats(layer) == MOERT_OK);
+    std::vector<int> correct(kCallers, 0);
+    std::vector<std::thread> callers;
+    for (int c = 0; c < kCallers; ++c)
+      callers.emplace_back([&, c] {
+        std::vector<float> x = input(kTokens * kHidden, uint32_t(c + 2));
+        std::vector<float> y(x.size());
+        for (int round = 0; round < kRounds; ++round)
+          if (moert_layer_forward(layer, x.data(), kTokens, y.data()) ==
+                  MOERT_OK &&
+              bytesOf(y) == bytesOf(reference))
+            ++correct[size_t(c)];
+      });
+    for (std::thread &t : callers)
+      t.join();
+    CHECK(correct == std::vector<int>(kCallers, kRounds));
+    int64_t tokens = 0;
+    REQUIRE(moert_layer_stats(layer, nullptr, &tokens) == MOERT_OK);
+    CHECK(tokens == kCallers * kRounds * kTokens);
+  }
+  CHECK(counter("fake_live") == 0);
+}
+
+// --- Layers compiled by moec
+// --------------------------------------------------
+
+// Hidden: the ctest fixture "runtime: compile cuda layers" runs it once per
+// ctest run, so that the layers follow the moec that was just built.
+TEST_CASE("compile the cuda layers the tests use", "[.compile-cuda-layers]") {
+  for (const char *family : kCompiledFamilies) {
+    std::string why;
+    if (cudaLayer(family, true, &why).empty()) {
+      WARN("no cuda layers compiled: " << why);
+      return;
+    }
+  }
+}
+
+TEST_CASE("cuda layer: compiled examples replay their launch plan",
+          "[cuda-layer]") {
+  for (const char *family : kCompiledFamilies) {
+    SECTION(family) {
+      std::string why, so = cudaLayer(family, false, &why);
+      if (so.empty()) {
+        WARN("skipped: moec cannot compile cuda layers here: " << why);
+        return;
+      }
+      Shape s = shapeOf(family);
+      TempDir dir;
+      FakeDriver fake("h200");
+      ScopedEnv log("FAKE_CUDA_LAUNCH_LOG", dir.path("launches.log"));
+      std::string weights = examplePath(family, "model.safetensors");
+      std::string prefix = examplePrefix(family);
+      SafetensorsFile checkpoint = SafetensorsFile::open(weights);
+      {
+        Layer layer;
+        open(layer, so);
+        CHECK(std::string(moert_layer_device(layer)) == "cuda");
+        json metadata = json::parse(moert_layer_metadata(layer));
+        loadWeights(layer, weights, prefix);
+        REQUIRE(moert_layer_set_threads(layer, 0) == MOERT_OK); // no effect
+
+        // The plan's buffer references of each launch, to check that one
+        // buffer is one pointer and different buffers do not overlap.
+        std::vector<json> planLaunches;
+        for (const json &step : metadata["cuda"]["steps"])
+          if (step.contains("launch"))
+            planLaunches.push_back(step);
+        const json &planBuffers = metadata["cuda"]["buffers"];
+
+        int64_t total = 0;
+        std::vector<int64_t> totalCounts(size_t(s.experts), 0);
+        for (int64_t t : {1, 7, 300}) {
+          INFO(family << ", T = " << t);
+          std::remove(dir.path("launches.log").c_str());
+          std::vector<float> x = input(size_t(t * s.hidden), uint32_t(t));
+          std::vector<float> y = forward(layer, x, t);
+          REQUIRE(y.size() == size_t(t * s.hidden));
+          std::vector<Expected> expected = pipelineLaunches(s, t);
+          std::vector<std::vector<Descriptor>> ds =
+              checkLaunches(readLaunches(dir.path("launches.log")), expected);
+
+          // x and the weights, as uploaded.
+          int64_t xPtr = ds[0][0].aligned;
+          CHECK(deviceBytes(xPtr, x.size() * 4) == bytesOf(x));
+          CHECK(
+              deviceBytes(ds[0][1].aligned, size_t(s.experts * s.hidden * 4)) ==
+              converted(checkpoint, prefix + "gate.weight", FloatFormat::F32));
+          const json &args = metadata["arguments"];
+          for (size_t a = 3; a <= 4; ++a) { // gate_up's stacked weights
+            const json &ref = planLaunches[3]["args"][a];
+            REQUIRE(ref.contains("arg"));
+            const json &arg = args[ref["arg"].get<size_t>()];
+            REQUIRE(arg["dtype"] == "bf16");
+            std::string want;
+            for (int64_t e = 0; e < s.experts; ++e) {
+              std::string name = arg["name"];
+              name.replace(name.find("{e}"), 3, std::to_string(e));
+              want += converted(checkpoint, prefix + name, FloatFormat::BF16);
+            }
+            CHECK(deviceBytes(ds[3][a].aligned, want.size()) == want);
+          }
+
+          // One pointer per plan buffer; buffers and x do not overlap.
+          std::map<size_t, int64_t> pointerOf;
+          std::map<int64_t, int64_t> extents = {
+              {xPtr, xPtr + int64_t(x.size() * 4)}};
+          for (size_t l = 0; l < ds.size(); ++l)
+            for (size_t a = 0; a < ds[l].size(); ++a) {
+              const json &ref = planLaunches[l]["args"][a];
+              if (ref.contains("arg")) {
+                if (ref["arg"] == 0)
+                  CHECK(ds[l][a].aligned == xPtr);
+                continue;
+              }
+              size_t buffer = ref["buffer"];
+              auto seen = pointerOf.emplace(buffer, ds[l][a].aligned);
+              CHECK(seen.first->second == ds[l][a].aligned);
+              int64_t bytes = int64_t(typeSize(planBuffers[buffer]["dtype"]));
+              for (int64_t size : ds[l][a].sizes)
+                bytes *= size;
+              extents[ds[l][a].aligned] =
+                  std::max(extents[ds[l][a].aligned], ds[l][a].aligned + bytes);
+            }
+          std::set<int64_t> pointers = {xPtr};
+          for (const auto &entry : pointerOf)
+            pointers.insert(entry.second);
+          CHECK(pointers.size() == pointerOf.size() + 1);
+          int64_t end = 0;
+          for (const auto &[begin, stop] : extents) {
+            CHECK(begin >= end);
+            end = stop;
+          }
+
+          // y and the statistics are what the result buffers held.
+          const Descriptor &out = ds[ds.size() - 2].back();
+          CHECK(out.sizes == std::vector<int64_t>{t, s.hidden});
+          CHECK(bytesOf(y) == deviceBytes(out.aligned, y.size() * 4));
+          int64_t tokens = -1;
+          std::vector<int64_t> counts = lastStats(layer, &tokens);
+          CHECK(tokens == t);
+          CHECK(bytesOf(counts) ==
+                deviceBytes(ds.back().back().aligned, counts.size() * 8));
+          for (size_t e = 0; e < counts.size(); ++e)
+            totalCounts[e] += counts[e];
+          total += t;
+
+          size_t workspace = moert_layer_workspace_bytes(layer, t);
+          CHECK(workspace >= size_t(end - xPtr));
+          CHECK(workspace < size_t(end - xPtr) + 256);
+        }
+        int64_t tokens = 0;
+        std::vector<int64_t> counts(size_t(s.experts));
+        REQUIRE(moert_layer_stats(layer, counts.data(), &tokens) == MOERT_OK);
+        CHECK(tokens == total);
+        CHECK(counts == totalCounts);
+
+        // No tokens: nothing launched, zero statistics.
+        std::remove(dir.path("launches.log").c_str());
+        CHECK(moert_layer_forward(layer, nullptr, 0, nullptr) == MOERT_OK);
+        CHECK(!fileExists(dir.path("launches.log")));
+        int64_t none = -1;
+        CHECK(lastStats(layer, &none) ==
+              std::vector<int64_t>(size_t(s.experts), 0));
+        CHECK(none == 0);
+        CHECK(moert_layer_workspace_bytes(layer, 0) == 0);
+      }
+      CHECK(counter("fake_live") == 0);
+    }
+  }
+}
+
+TEST_CASE("cuda layer: compiled examples need an sm_90a device",
+          "[cuda-layer]") {
+  std::string why, so = cudaLayer("mixtral", false, &why);
+  if (so.empty()) {
+    WARN("skipped: moec cannot compile cuda layers here: " << why);
+    return;
+  }
+  FakeDriver fake("sm80");
+  Layer layer;
+  open(layer, so);
+  Failure f = loadFailure(layer, examplePath("mixtral", "model.safetensors"),
+                          examplePrefix("mixtral"));
+  CHECK(f.status == MOERT_ERROR_NO_DEVICE);
+  CHECK(f.message ==
+        "CUDA device 0 is sm_80; this layer needs sm_90a (Hopper)");
+}
