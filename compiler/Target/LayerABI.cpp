@@ -237,33 +237,38 @@ void mlir::moe::eraseWeightNames(func::FuncOp entry) {
       entry.removeArgAttr(i, name);
 }
 
+llvm::Function *mlir::moe::defineLayerFunction(
+    llvm::Module &module, llvm::StringRef name, llvm::Type *result,
+    llvm::ArrayRef<llvm::Type *> params, llvm::IRBuilderBase &b) {
+  auto *fn = llvm::Function::Create(
+      llvm::FunctionType::get(result, params, false),
+      llvm::GlobalValue::ExternalLinkage, name, module);
+  b.SetInsertPoint(llvm::BasicBlock::Create(module.getContext(), "entry", fn));
+  return fn;
+}
+
+void mlir::moe::addLayerIdentity(llvm::Module &module,
+                                 llvm::StringRef metadata) {
+  llvm::IRBuilder<> b(module.getContext());
+  defineLayerFunction(module, "moec_abi_version", b.getInt32Ty(), {}, b);
+  b.CreateRet(b.getInt32(kLayerABIVersion));
+  defineLayerFunction(module, "moec_layer_metadata", b.getPtrTy(), {}, b);
+  b.CreateRet(b.CreateGlobalString(metadata, "moec.metadata"));
+}
+
 llvm::Error mlir::moe::addLayerABI(llvm::Module &module,
                                    llvm::StringRef metadata) {
-  llvm::LLVMContext &ctx = module.getContext();
   llvm::Function *entry =
       module.getFunction(("_mlir_ciface_" + kEntryName).str());
   if (!entry)
     return error("the lowered module has no C interface for @moe_forward");
-  llvm::IRBuilder<> b(ctx);
-  llvm::Type *ptr = b.getPtrTy();
-
-  auto define = [&](llvm::StringRef name, llvm::Type *result,
-                    llvm::ArrayRef<llvm::Type *> params) {
-    auto *fn = llvm::Function::Create(
-        llvm::FunctionType::get(result, params, false),
-        llvm::GlobalValue::ExternalLinkage, name, module);
-    b.SetInsertPoint(llvm::BasicBlock::Create(ctx, "entry", fn));
-    return fn;
-  };
-
-  define("moec_abi_version", b.getInt32Ty(), {});
-  b.CreateRet(b.getInt32(kLayerABIVersion));
-
-  define("moec_layer_metadata", ptr, {});
-  b.CreateRet(b.CreateGlobalString(metadata, "moec.metadata"));
+  addLayerIdentity(module, metadata);
 
   // moec_forward(void **args): args[i] points at argument i's descriptor.
-  llvm::Function *forward = define("moec_forward", b.getVoidTy(), {ptr});
+  llvm::IRBuilder<> b(module.getContext());
+  llvm::Type *ptr = b.getPtrTy();
+  llvm::Function *forward =
+      defineLayerFunction(module, "moec_forward", b.getVoidTy(), {ptr}, b);
   llvm::SmallVector<llvm::Value *> args;
   for (unsigned i = 0; i < entry->arg_size(); ++i)
     args.push_back(b.CreateLoad(

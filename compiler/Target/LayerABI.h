@@ -12,7 +12,10 @@
 #include "llvm/Support/Error.h"
 
 namespace llvm {
+class Function;
+class IRBuilderBase;
 class Module;
+class Type;
 } // namespace llvm
 
 namespace mlir::moe {
@@ -37,6 +40,17 @@ void eraseWeightNames(func::FuncOp entry);
 /// Adds `moec_abi_version`, `moec_layer_metadata` and `moec_forward` (which
 /// unpacks its `void **` into the entry's C interface) to the LLVM module.
 llvm::Error addLayerABI(llvm::Module &module, llvm::StringRef metadata);
+
+/// What every layer exports, CPU or CUDA: `moec_abi_version` and
+/// `moec_layer_metadata`.
+void addLayerIdentity(llvm::Module &module, llvm::StringRef metadata);
+
+/// An external function `name` of `module` with an empty entry block, where
+/// `b` is left to fill it.
+llvm::Function *defineLayerFunction(llvm::Module &module, llvm::StringRef name,
+                                    llvm::Type *result,
+                                    llvm::ArrayRef<llvm::Type *> params,
+                                    llvm::IRBuilderBase &b);
 
 } // namespace mlir::moe
 

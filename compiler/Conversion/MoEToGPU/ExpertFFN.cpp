@@ -349,6 +349,22 @@ MemRefType bf16Rows(OpBuilder &b, int64_t width) {
   return MemRefType::get({ShapedType::kDynamic, width}, b.getBF16Type());
 }
 
+/// What routed and shared expert FFNs have in common: sizes, activation,
+/// weights.
+template <typename FFNOp>
+FFNKernelSpec specOf(FFNOp op, OpBuilder &b) {
+  FFNKernelSpec spec;
+  spec.activation = op.getActivation();
+  spec.hidden = op.getInput().getType().getDimSize(1);
+  spec.width = op.getWidth();
+  spec.xType = bufferType(op.getInput());
+  spec.hType = bf16Rows(b, spec.width);
+  spec.gate = op.getGate();
+  spec.up = op.getUp();
+  spec.down = op.getDown();
+  return spec;
+}
+
 struct ExpertFFNToGPU : OpRewritePattern<ExpertFFNOp> {
   ExpertFFNToGPU(MLIRContext *context, gpu::GPUModuleOp kernels)
       : OpRewritePattern(context), kernels(kernels) {}
@@ -358,15 +374,7 @@ struct ExpertFFNToGPU : OpRewritePattern<ExpertFFNOp> {
                                 PatternRewriter &rewriter) const override {
     if (failed(checkExpertFFNForGPU(op)))
       return failure();
-    FFNKernelSpec spec;
-    spec.activation = op.getActivation();
-    spec.hidden = op.getInput().getType().getDimSize(1);
-    spec.width = op.getWidth();
-    spec.xType = bufferType(op.getInput());
-    spec.hType = bf16Rows(rewriter, spec.width);
-    spec.gate = op.getGate();
-    spec.up = op.getUp();
-    spec.down = op.getDown();
+    FFNKernelSpec spec = specOf(op, rewriter);
     spec.routed = true;
     spec.slotsType = bufferType(op.getSortedSlots());
     spec.tilesType = bufferType(op.getTileExperts());
@@ -400,15 +408,7 @@ struct SharedExpertToGPU : OpRewritePattern<SharedExpertOp> {
                               op.getWeightPanel(),
                               {op.getGate(), op.getUp(), op.getDown()})))
       return failure();
-    FFNKernelSpec spec;
-    spec.activation = op.getActivation();
-    spec.hidden = op.getInput().getType().getDimSize(1);
-    spec.width = op.getWidth();
-    spec.xType = bufferType(op.getInput());
-    spec.hType = bf16Rows(rewriter, spec.width);
-    spec.gate = op.getGate();
-    spec.up = op.getUp();
-    spec.down = op.getDown();
+    FFNKernelSpec spec = specOf(op, rewriter);
     if (op.getExpertGate())
       spec.expertGateType = bufferType(op.getExpertGate());
     MemRefType outType = bufferType(op.getOutput());

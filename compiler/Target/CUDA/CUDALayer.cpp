@@ -18,23 +18,9 @@ mlir::moe::buildCUDALayerModule(llvm::LLVMContext &context,
   auto module = std::make_unique<llvm::Module>("moec_cuda_layer", context);
   module->setTargetTriple(machine.getTargetTriple());
   module->setDataLayout(machine.createDataLayout());
+  addLayerIdentity(*module, metadata);
   llvm::IRBuilder<> b(context);
   llvm::Type *ptr = b.getPtrTy();
-
-  auto define = [&](llvm::StringRef name, llvm::Type *result,
-                    llvm::ArrayRef<llvm::Type *> params) {
-    auto *fn = llvm::Function::Create(
-        llvm::FunctionType::get(result, params, false),
-        llvm::GlobalValue::ExternalLinkage, name, *module);
-    b.SetInsertPoint(llvm::BasicBlock::Create(context, "entry", fn));
-    return fn;
-  };
-
-  define("moec_abi_version", b.getInt32Ty(), {});
-  b.CreateRet(b.getInt32(kLayerABIVersion));
-
-  define("moec_layer_metadata", ptr, {});
-  b.CreateRet(b.CreateGlobalString(metadata, "moec.metadata"));
 
   // The image, 16-byte aligned (cuModuleLoadData reads it in place).
   auto *bytes = llvm::ConstantDataArray::getRaw(
@@ -43,7 +29,8 @@ mlir::moe::buildCUDALayerModule(llvm::LLVMContext &context,
       *module, bytes->getType(), /*isConstant=*/true,
       llvm::GlobalValue::PrivateLinkage, bytes, "moec.cuda_image");
   global->setAlignment(llvm::Align(16));
-  llvm::Function *getImage = define("moec_cuda_image", ptr, {ptr});
+  llvm::Function *getImage =
+      defineLayerFunction(*module, "moec_cuda_image", ptr, {ptr}, b);
   b.CreateStore(b.getInt64(image.size()), getImage->getArg(0));
   b.CreateRet(global);
   return module;
