@@ -7,7 +7,10 @@
 #   bash scripts/fuzz.sh [SECONDS] [TARGET...]      TARGET: hf-config mlir-parse safetensors npy
 #                                                           layer-metadata (default: all)
 # Environment: MOE_ASAN_BUILD (build dir, default build-sanitize), MOE_FUZZ_JOBS (targets run at
-# once, default 1), MOE_FUZZ_ARGS (extra libFuzzer flags).
+# once, default 1), MOE_FUZZ_ARGS (extra libFuzzer flags), MOE_FUZZ_RUNS (instead of SECONDS:
+# exactly this many inputs per target from seed MOE_FUZZ_SEED, default 1, and from the seed
+# corpus only: a reproducible run, what the test suite uses so that CI never fails by chance;
+# time-bounded runs explore further and keep their finds).
 # Inputs found so far stay in build-sanitize/fuzz/<target>/corpus (later runs start from them);
 # a crash leaves build-sanitize/fuzz/<target>/crash-* (reproduce: build-sanitize/bin/moe-fuzz-<target>
 # FILE) and the log build-sanitize/fuzz/<target>/log.
@@ -31,17 +34,25 @@ fi
 start=$(date +%s)
 MOE_ASAN_BUILD="$build" bash "$src/scripts/sanitize.sh" --build-only >/dev/null
 built=$(date +%s)
-echo "fuzz.sh: built ${#targets[@]} targets in $((built - start)) s; fuzzing each for ${seconds} s"
+if [ -n "${MOE_FUZZ_RUNS:-}" ]; then
+  echo "fuzz.sh: built in $((built - start)) s; ${MOE_FUZZ_RUNS} inputs per target from seed ${MOE_FUZZ_SEED:-1}"
+else
+  echo "fuzz.sh: built in $((built - start)) s; fuzzing each target for ${seconds} s"
+fi
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export ASAN_SYMBOLIZER_PATH=${ASAN_SYMBOLIZER_PATH:-/usr/lib/llvm-22/bin/llvm-symbolizer}
 
 # 0 seconds: run the seed corpus (and the inputs found earlier) once, no fuzzing.
-if [ "$seconds" -eq 0 ]; then limit=(-runs=0); else limit=(-max_total_time="$seconds"); fi
+if [ -n "${MOE_FUZZ_RUNS:-}" ]; then
+  limit=(-runs="$MOE_FUZZ_RUNS" -seed="${MOE_FUZZ_SEED:-1}")
+elif [ "$seconds" -eq 0 ]; then limit=(-runs=0); else limit=(-max_total_time="$seconds"); fi
 
 run_one() {
   local t=$1 out="$build/fuzz/$1" status=0
+  # A reproducible run starts from the seed corpus alone.
+  [ -n "${MOE_FUZZ_RUNS:-}" ] && rm -rf "$out/corpus"
   mkdir -p "$out/corpus"
   local dict=()
   [ -f "$src/tests/fuzz/dicts/$t.dict" ] && dict=(-dict="$src/tests/fuzz/dicts/$t.dict")

@@ -44,23 +44,37 @@ public:
   ConfigReader(const json::Object &object, StringRef family)
       : object(object), family(family.str()) {}
 
+  /// Every size and count is at most 2^20: far above any model's (hidden
+  /// sizes and widths are tens of thousands, experts hundreds), and small
+  /// enough that products of three (a stacked weight's element count, byte
+  /// sizes) cannot overflow 64 bits anywhere downstream.
+  static constexpr int64_t kMaxSize = int64_t(1) << 20;
+
   int64_t positive(StringRef key) {
     std::optional<int64_t> v = integer(key, /*required=*/true);
     if (v && *v <= 0)
       fail(llvm::formatv("'{0}' must be positive, got {1}", key, *v));
-    return v.value_or(1);
+    return bounded(key, v).value_or(1);
   }
   int64_t nonNegative(StringRef key, int64_t fallback) {
     std::optional<int64_t> v = integer(key, /*required=*/false);
     if (v && *v < 0)
       fail(llvm::formatv("'{0}' must not be negative, got {1}", key, *v));
-    return v.value_or(fallback);
+    return bounded(key, v).value_or(fallback);
   }
   int64_t positiveOr(StringRef key, int64_t fallback) {
     std::optional<int64_t> v = integer(key, /*required=*/false);
     if (v && *v <= 0)
       fail(llvm::formatv("'{0}' must be positive, got {1}", key, *v));
-    return v.value_or(fallback);
+    return bounded(key, v).value_or(fallback);
+  }
+  std::optional<int64_t> bounded(StringRef key, std::optional<int64_t> v) {
+    if (v && *v > kMaxSize) {
+      fail(llvm::formatv("'{0}' is {1}, more than moec supports ({2})", key,
+                         *v, kMaxSize));
+      return std::nullopt;
+    }
+    return v;
   }
   bool boolean(StringRef key, bool fallback) {
     const json::Value *v = find(key);

@@ -153,4 +153,16 @@ TEST_CASE("errors name the key and the family") {
       "num_experts_per_tok": 2, "hidden_act": "si\tlu"})") ==
         "mixtral config: unsupported activation 'si\\09lu' in 'hidden_act' "
         "(supported: silu, gelu, gelu_pytorch_tanh, gelu_new, relu)");
+  // Sizes are bounded, so that no product of them overflows (found by
+  // tests/fuzz, hf-config: 2 shared experts of width 2^63 - 4296).
+  CHECK(error(R"({"model_type": "deepseek_v2", "hidden_size": 2048,
+      "moe_intermediate_size": 9223372036854771512, "n_routed_experts": 64,
+      "num_experts_per_tok": 6})") ==
+        "deepseek_v2 config: 'moe_intermediate_size' is 9223372036854771512, "
+        "more than moec supports (1048576)");
+  CHECK(error(R"({"model_type": "qwen2_moe", "hidden_size": 64,
+      "moe_intermediate_size": 32, "num_experts": 8, "num_experts_per_tok": 2,
+      "shared_expert_intermediate_size": 1048577})") ==
+        "qwen2_moe config: 'shared_expert_intermediate_size' is 1048577, "
+        "more than moec supports (1048576)");
 }
