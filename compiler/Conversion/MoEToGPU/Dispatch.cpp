@@ -20,10 +20,8 @@ using namespace mlir::moe;
 using namespace mlir::moe::gpu_kernels;
 
 namespace {
-struct DispatchToGPU : OpRewritePattern<DispatchOp> {
-  DispatchToGPU(MLIRContext *context, gpu::GPUModuleOp kernels)
-      : OpRewritePattern(context), kernels(kernels) {}
-  gpu::GPUModuleOp kernels;
+struct DispatchToGPU : KernelPattern<DispatchOp> {
+  using KernelPattern::KernelPattern;
 
   LogicalResult matchAndRewrite(DispatchOp op,
                                 PatternRewriter &rewriter) const override {
@@ -70,10 +68,8 @@ struct DispatchToGPU : OpRewritePattern<DispatchOp> {
   }
 };
 
-struct CombineToGPU : OpRewritePattern<CombineOp> {
-  CombineToGPU(MLIRContext *context, gpu::GPUModuleOp kernels)
-      : OpRewritePattern(context), kernels(kernels) {}
-  gpu::GPUModuleOp kernels;
+struct CombineToGPU : KernelPattern<CombineOp> {
+  using KernelPattern::KernelPattern;
 
   LogicalResult matchAndRewrite(CombineOp op,
                                 PatternRewriter &rewriter) const override {

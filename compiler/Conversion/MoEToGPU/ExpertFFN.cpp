@@ -365,10 +365,8 @@ FFNKernelSpec specOf(FFNOp op, OpBuilder &b) {
   return spec;
 }
 
-struct ExpertFFNToGPU : OpRewritePattern<ExpertFFNOp> {
-  ExpertFFNToGPU(MLIRContext *context, gpu::GPUModuleOp kernels)
-      : OpRewritePattern(context), kernels(kernels) {}
-  gpu::GPUModuleOp kernels;
+struct ExpertFFNToGPU : KernelPattern<ExpertFFNOp> {
+  using KernelPattern::KernelPattern;
 
   LogicalResult matchAndRewrite(ExpertFFNOp op,
                                 PatternRewriter &rewriter) const override {
@@ -396,17 +394,12 @@ struct ExpertFFNToGPU : OpRewritePattern<ExpertFFNOp> {
   }
 };
 
-struct SharedExpertToGPU : OpRewritePattern<SharedExpertOp> {
-  SharedExpertToGPU(MLIRContext *context, gpu::GPUModuleOp kernels)
-      : OpRewritePattern(context), kernels(kernels) {}
-  gpu::GPUModuleOp kernels;
+struct SharedExpertToGPU : KernelPattern<SharedExpertOp> {
+  using KernelPattern::KernelPattern;
 
   LogicalResult matchAndRewrite(SharedExpertOp op,
                                 PatternRewriter &rewriter) const override {
-    if (failed(checkFFNForGPU(op, op.getInput().getType().getDimSize(1),
-                              op.getWidth(), kRowsPerWarp,
-                              op.getWeightPanel(),
-                              {op.getGate(), op.getUp(), op.getDown()})))
+    if (failed(checkSharedExpertForGPU(op)))
       return failure();
     FFNKernelSpec spec = specOf(op, rewriter);
     if (op.getExpertGate())
@@ -468,6 +461,12 @@ LogicalResult mlir::moe::checkFFNForGPU(Operation *op, int64_t hidden,
 LogicalResult mlir::moe::checkExpertFFNForGPU(ExpertFFNOp op) {
   return checkFFNForGPU(op, op.getInput().getType().getDimSize(1),
                         op.getWidth(), op.getTileRows(), op.getWeightPanel(),
+                        {op.getGate(), op.getUp(), op.getDown()});
+}
+
+LogicalResult mlir::moe::checkSharedExpertForGPU(SharedExpertOp op) {
+  return checkFFNForGPU(op, op.getInput().getType().getDimSize(1),
+                        op.getWidth(), kRowsPerWarp, op.getWeightPanel(),
                         {op.getGate(), op.getUp(), op.getDown()});
 }
 

@@ -13,8 +13,17 @@
 #include "compiler/Conversion/MoEToLoops/LoopEmitter.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/IR/PatternMatch.h"
 
 namespace mlir::moe::gpu_kernels {
+
+/// A pattern lowering `OpT` to kernels added to `kernels`.
+template <typename OpT>
+struct KernelPattern : OpRewritePattern<OpT> {
+  KernelPattern(MLIRContext *context, gpu::GPUModuleOp kernels)
+      : OpRewritePattern<OpT>(context), kernels(kernels) {}
+  gpu::GPUModuleOp kernels;
+};
 
 /// Threads per block of the one-thread-per-token kernels.
 constexpr int64_t kTokenBlock = 128;

@@ -31,10 +31,7 @@ struct ConvertMoEToGPUPass
       if (auto ffn = dyn_cast<ExpertFFNOp>(op))
         ok = checkExpertFFNForGPU(ffn);
       else if (auto shared = dyn_cast<SharedExpertOp>(op))
-        ok = checkFFNForGPU(shared, shared.getInput().getType().getDimSize(1),
-                            shared.getWidth(), 16, shared.getWeightPanel(),
-                            {shared.getGate(), shared.getUp(),
-                             shared.getDown()});
+        ok = checkSharedExpertForGPU(shared);
       else if (isa<AuxLossOp>(op))
         ok = op->emitOpError("has no GPU kernel yet (the cuda target runs "
                              "inference layers)");

@@ -34,6 +34,7 @@ LogicalResult checkFFNForGPU(Operation *op, int64_t hidden, int64_t width,
                              int64_t tileRows, int64_t weightPanel,
                              ArrayRef<Value> weights);
 LogicalResult checkExpertFFNForGPU(ExpertFFNOp op);
+LogicalResult checkSharedExpertForGPU(SharedExpertOp op);
 
 } // namespace moe
 } // namespace mlir

@@ -17,10 +17,8 @@ using namespace mlir::moe;
 using namespace mlir::moe::gpu_kernels;
 
 namespace {
-struct RouterToGPU : OpRewritePattern<RouterOp> {
-  RouterToGPU(MLIRContext *context, gpu::GPUModuleOp kernels)
-      : OpRewritePattern(context), kernels(kernels) {}
-  gpu::GPUModuleOp kernels;
+struct RouterToGPU : KernelPattern<RouterOp> {
+  using KernelPattern::KernelPattern;
 
   LogicalResult matchAndRewrite(RouterOp op,
                                 PatternRewriter &rewriter) const override {
@@ -65,10 +63,8 @@ struct RouterToGPU : OpRewritePattern<RouterOp> {
   }
 };
 
-struct TopKToGPU : OpRewritePattern<TopKOp> {
-  TopKToGPU(MLIRContext *context, gpu::GPUModuleOp kernels)
-      : OpRewritePattern(context), kernels(kernels) {}
-  gpu::GPUModuleOp kernels;
+struct TopKToGPU : KernelPattern<TopKOp> {
+  using KernelPattern::KernelPattern;
 
   LogicalResult matchAndRewrite(TopKOp op,
                                 PatternRewriter &rewriter) const override {
@@ -119,10 +115,8 @@ struct TopKToGPU : OpRewritePattern<TopKOp> {
   }
 };
 
-struct StatsToGPU : OpRewritePattern<StatsOp> {
-  StatsToGPU(MLIRContext *context, gpu::GPUModuleOp kernels)
-      : OpRewritePattern(context), kernels(kernels) {}
-  gpu::GPUModuleOp kernels;
+struct StatsToGPU : KernelPattern<StatsOp> {
+  using KernelPattern::KernelPattern;
 
   LogicalResult matchAndRewrite(StatsOp op,
                                 PatternRewriter &rewriter) const override {
