@@ -139,6 +139,19 @@ moert_status moert_layer_forward(moert_layer *layer, const float *x,
       [&] { layerOf(layer, "moert_layer_forward").forward(x, tokens, y); });
 }
 
+moert_status moert_layer_forward_cuda(moert_layer *layer, uint64_t x,
+                                      int64_t tokens, uint64_t y,
+                                      void *stream) {
+  return guard([&] {
+    layerOf(layer, "moert_layer_forward_cuda").forwardCuda(x, tokens, y, stream);
+  });
+}
+
+moert_status moert_layer_cuda_reserve(moert_layer *layer, int64_t tokens) {
+  return guard(
+      [&] { layerOf(layer, "moert_layer_cuda_reserve").reserveCuda(tokens); });
+}
+
 size_t moert_layer_workspace_bytes(const moert_layer *layer, int64_t tokens) {
   try {
     return layer ? layer->impl->workspaceBytes(tokens) : 0;

@@ -91,10 +91,16 @@ std::shared_ptr<const Driver> Driver::load() {
   resolve(api.cuMemFree, "cuMemFree_v2");
   resolve(api.cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2");
   resolve(api.cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2");
+  resolve(api.cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
   resolve(api.cuMemsetD8Async, "cuMemsetD8Async");
   resolve(api.cuStreamCreate, "cuStreamCreate");
   resolve(api.cuStreamSynchronize, "cuStreamSynchronize");
   resolve(api.cuStreamDestroy, "cuStreamDestroy_v2");
+  resolve(api.cuEventCreate, "cuEventCreate");
+  resolve(api.cuEventRecord, "cuEventRecord");
+  resolve(api.cuEventSynchronize, "cuEventSynchronize");
+  resolve(api.cuEventElapsedTime, "cuEventElapsedTime");
+  resolve(api.cuEventDestroy, "cuEventDestroy_v2");
   resolve(api.cuGetErrorName, "cuGetErrorName");
   resolve(api.cuGetErrorString, "cuGetErrorString");
 
@@ -275,8 +281,16 @@ Stream::Stream(std::shared_ptr<const Device> device)
                  "cuStreamCreate");
 }
 
+Stream Stream::borrow(std::shared_ptr<const Device> device, CUstream stream) {
+  return Stream(std::move(device), stream, /*owned=*/false);
+}
+
+Stream::Stream(Stream &&other) noexcept
+    : device_(std::move(other.device_)),
+      stream_(std::exchange(other.stream_, nullptr)), owned_(other.owned_) {}
+
 Stream::~Stream() {
-  if (stream_)
+  if (owned_ && stream_)
     releaseOn(*device_, [&] { device_->api().cuStreamDestroy(stream_); });
 }
 
@@ -311,6 +325,14 @@ void Stream::download(void *host, const DeviceBuffer &buffer, size_t bytes,
                  "cuMemcpyDtoHAsync");
 }
 
+void Stream::copy(CUdeviceptr dst, CUdeviceptr src, size_t bytes) const {
+  if (bytes == 0)
+    return;
+  device_->makeCurrent();
+  device_->check(device_->api().cuMemcpyDtoDAsync(dst, src, bytes, stream_),
+                 "cuMemcpyDtoDAsync");
+}
+
 void Stream::zero(const DeviceBuffer &buffer) const {
   if (buffer.size() == 0)
     return;
@@ -335,6 +357,39 @@ void Stream::synchronize() const {
   // Faults of kernels launched earlier surface here.
   device_->check(device_->api().cuStreamSynchronize(stream_),
                  "cuStreamSynchronize");
+}
+
+// --- Event ---------------------------------------------------------------
+
+Event::Event(std::shared_ptr<const Device> device)
+    : device_(std::move(device)) {
+  device_->makeCurrent();
+  device_->check(device_->api().cuEventCreate(&event_, 0), "cuEventCreate");
+}
+
+Event::~Event() {
+  if (event_)
+    releaseOn(*device_, [&] { device_->api().cuEventDestroy(event_); });
+}
+
+void Event::record(const Stream &stream) const {
+  device_->makeCurrent();
+  device_->check(device_->api().cuEventRecord(event_, stream.get()),
+                 "cuEventRecord");
+}
+
+void Event::synchronize() const {
+  device_->makeCurrent();
+  device_->check(device_->api().cuEventSynchronize(event_),
+                 "cuEventSynchronize");
+}
+
+float Event::millisecondsSince(const Event &start) const {
+  float ms = 0;
+  device_->makeCurrent();
+  device_->check(device_->api().cuEventElapsedTime(&ms, start.event_, event_),
+                 "cuEventElapsedTime");
+  return ms;
 }
 
 // --- Module --------------------------------------------------------------

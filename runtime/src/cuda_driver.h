@@ -30,6 +30,7 @@ struct CUctx_st;
 struct CUmod_st;
 struct CUfunc_st;
 struct CUstream_st;
+struct CUevent_st;
 
 namespace moert::cuda {
 
@@ -42,6 +43,7 @@ using CUcontext = ::CUctx_st *;
 using CUmodule = ::CUmod_st *;
 using CUfunction = ::CUfunc_st *;
 using CUstream = ::CUstream_st *;
+using CUevent = ::CUevent_st *;
 
 constexpr CUresult kSuccess = 0;           // CUDA_SUCCESS
 constexpr CUresult kErrorOutOfMemory = 2;  // CUDA_ERROR_OUT_OF_MEMORY
@@ -78,11 +80,19 @@ using cuMemcpyHtoDAsync_t = CUresult (*)(CUdeviceptr dst, const void *src,
                                          size_t bytes, CUstream stream); // _v2
 using cuMemcpyDtoHAsync_t = CUresult (*)(void *dst, CUdeviceptr src,
                                          size_t bytes, CUstream stream); // _v2
+using cuMemcpyDtoDAsync_t = CUresult (*)(CUdeviceptr dst, CUdeviceptr src,
+                                         size_t bytes, CUstream stream); // _v2
 using cuMemsetD8Async_t = CUresult (*)(CUdeviceptr dst, unsigned char value,
                                        size_t count, CUstream stream);
 using cuStreamCreate_t = CUresult (*)(CUstream *stream, unsigned flags);
 using cuStreamSynchronize_t = CUresult (*)(CUstream stream);
 using cuStreamDestroy_t = CUresult (*)(CUstream stream); // _v2
+using cuEventCreate_t = CUresult (*)(CUevent *event, unsigned flags);
+using cuEventRecord_t = CUresult (*)(CUevent event, CUstream stream);
+using cuEventSynchronize_t = CUresult (*)(CUevent event);
+using cuEventElapsedTime_t = CUresult (*)(float *ms, CUevent start,
+                                          CUevent end); // _v2 where it exists
+using cuEventDestroy_t = CUresult (*)(CUevent event);   // _v2
 using cuGetErrorName_t = CUresult (*)(CUresult error, const char **name);
 using cuGetErrorString_t = CUresult (*)(CUresult error, const char **text);
 
@@ -106,10 +116,16 @@ struct DriverApi {
   cuMemFree_t cuMemFree;
   cuMemcpyHtoDAsync_t cuMemcpyHtoDAsync;
   cuMemcpyDtoHAsync_t cuMemcpyDtoHAsync;
+  cuMemcpyDtoDAsync_t cuMemcpyDtoDAsync;
   cuMemsetD8Async_t cuMemsetD8Async;
   cuStreamCreate_t cuStreamCreate;
   cuStreamSynchronize_t cuStreamSynchronize;
   cuStreamDestroy_t cuStreamDestroy;
+  cuEventCreate_t cuEventCreate;
+  cuEventRecord_t cuEventRecord;
+  cuEventSynchronize_t cuEventSynchronize;
+  cuEventElapsedTime_t cuEventElapsedTime;
+  cuEventDestroy_t cuEventDestroy;
   cuGetErrorName_t cuGetErrorName;
   cuGetErrorString_t cuGetErrorString;
 };
@@ -225,12 +241,17 @@ struct Kernel {
 };
 
 /// A non-blocking stream (no implicit synchronisation with the legacy
-/// default stream). Copies and launches are asynchronous: host buffers must
-/// stay valid, and results are only there, after synchronize().
+/// default stream), or one the caller owns (borrow()). Copies and launches
+/// are asynchronous: host buffers must stay valid, and results are only
+/// there, after synchronize().
 class Stream {
 public:
   explicit Stream(std::shared_ptr<const Device> device);
+  /// Work enqueued on `stream`, which the caller created (on `device`'s
+  /// primary context) and keeps; nullptr is the legacy default stream.
+  static Stream borrow(std::shared_ptr<const Device> device, CUstream stream);
   ~Stream();
+  Stream(Stream &&other) noexcept;
   Stream(const Stream &) = delete;
   Stream &operator=(const Stream &) = delete;
 
@@ -241,6 +262,8 @@ public:
   /// host[0, bytes) = buffer[offset, offset + bytes).
   void download(void *host, const DeviceBuffer &buffer, size_t bytes,
                 size_t offset = 0) const;
+  /// dst[0, bytes) = src[0, bytes), both device memory.
+  void copy(CUdeviceptr dst, CUdeviceptr src, size_t bytes) const;
   void zero(const DeviceBuffer &buffer) const;
   void launch(const Kernel &kernel, const unsigned (&grid)[3],
               const unsigned (&block)[3], unsigned sharedBytes,
@@ -248,10 +271,31 @@ public:
   void synchronize() const;
 
 private:
+  Stream(std::shared_ptr<const Device> device, CUstream stream, bool owned)
+      : device_(std::move(device)), stream_(stream), owned_(owned) {}
   void checkRange(const DeviceBuffer &buffer, size_t bytes, size_t offset,
                   const char *what) const;
   std::shared_ptr<const Device> device_;
   CUstream stream_ = nullptr;
+  bool owned_ = true;
+};
+
+/// A timing event (cuEventCreate with default flags).
+class Event {
+public:
+  explicit Event(std::shared_ptr<const Device> device);
+  ~Event();
+  Event(const Event &) = delete;
+  Event &operator=(const Event &) = delete;
+
+  void record(const Stream &stream) const;
+  void synchronize() const;
+  /// Milliseconds from `start` to this event, both recorded and complete.
+  float millisecondsSince(const Event &start) const;
+
+private:
+  std::shared_ptr<const Device> device_;
+  CUevent event_ = nullptr;
 };
 
 /// A cubin (or fatbin, or NUL-terminated PTX) loaded with cuModuleLoadData.

@@ -121,39 +121,46 @@ void CudaLayer::setWeights(const std::vector<AlignedBuffer> &host) {
   std::swap(weights_, buffers);
 }
 
-void CudaLayer::forward(const float *x, int64_t tokens, float *y,
-                        int64_t *counts) {
-  std::lock_guard<std::mutex> lock(mutex_);
+/// A call's launches, evaluated for its token count: grids and the kernel
+/// parameters, which point into the arena at `base`.
+struct CudaLayer::Call {
+  PlanLayout layout;
+  std::vector<LaunchDims> dims;         // by step
+  std::vector<uint64_t> values;         // every step's parameters
+  std::vector<std::vector<void *>> params; // by step, NULL-terminated
+};
+
+void CudaLayer::requireWeights() const {
   if (!device_ || weights_.empty())
     fail(MOERT_ERROR_STATE,
-         "{}: forward called before the weights were "
-         "loaded",
-         origin_);
+         "{}: forward called before the weights were loaded", origin_);
+}
+
+CudaLayer::Call CudaLayer::evaluate(int64_t tokens) const {
   // Everything is evaluated and checked before any device work.
+  Call call;
   uint64_t t = uint64_t(tokens);
-  PlanLayout layout = plan_.layout(metadata_, t);
-  std::vector<LaunchDims> dims(plan_.steps.size());
+  call.layout = plan_.layout(metadata_, t);
+  call.dims.resize(plan_.steps.size());
   for (size_t s = 0; s < plan_.steps.size(); ++s)
     if (plan_.steps[s].isLaunch())
-      dims[s] = plan_.launchDims(plan_.steps[s], t);
+      call.dims[s] = plan_.launchDims(plan_.steps[s], t);
+  return call;
+}
 
-  if (layout.bytes > arena_.size()) {
-    arena_ = cuda::DeviceBuffer(); // free the old one first
-    arena_ = cuda::DeviceBuffer(device_, size_t(layout.bytes));
-  }
-  cuda::CUdeviceptr base = arena_.get();
-
+void CudaLayer::bind(Call &call, int64_t tokens) const {
   // Every step's kernel parameters (8 bytes each), then one array of
   // pointers to them per step. Each step's array ends with a NULL entry:
   // the driver reads only as many as the kernel has, the fake driver of the
   // tests counts them.
-  std::vector<uint64_t> values;
+  cuda::CUdeviceptr base = arena_.get();
+  const PlanLayout &layout = call.layout;
   std::vector<size_t> firstValue(plan_.steps.size() + 1, 0);
   for (size_t s = 0; s < plan_.steps.size(); ++s) {
-    firstValue[s] = values.size();
+    firstValue[s] = call.values.size();
     for (const PlanRef &ref : plan_.steps[s].args) {
       if (ref.isBuffer) {
-        appendDescriptor(values, base + layout.offsets[ref.index],
+        appendDescriptor(call.values, base + layout.offsets[ref.index],
                          layout.shapes[ref.index]);
         continue;
       }
@@ -161,32 +168,60 @@ void CudaLayer::forward(const float *x, int64_t tokens, float *y,
       std::vector<int64_t> sizes = arg.shape;
       for (int64_t &size : sizes)
         size = size == -1 ? tokens : size;
-      appendDescriptor(values,
+      appendDescriptor(call.values,
                        arg.role == Role::Input ? base + layout.inputOffset
                                                : weights_[ref.index].get(),
                        sizes);
     }
   }
-  firstValue[plan_.steps.size()] = values.size();
-  std::vector<std::vector<void *>> params(plan_.steps.size());
+  firstValue[plan_.steps.size()] = call.values.size();
+  call.params.resize(plan_.steps.size());
   for (size_t s = 0; s < plan_.steps.size(); ++s) {
     for (size_t v = firstValue[s]; v < firstValue[s + 1]; ++v)
-      params[s].push_back(&values[v]);
-    params[s].push_back(nullptr);
+      call.params[s].push_back(&call.values[v]);
+    call.params[s].push_back(nullptr);
   }
+}
+
+void CudaLayer::launchAll(const Call &call, const cuda::Stream &stream) const {
+  for (size_t s = 0; s < plan_.steps.size(); ++s)
+    if (plan_.steps[s].isLaunch())
+      stream.launch(kernels_[s], call.dims[s].grid, call.dims[s].block, 0,
+                    const_cast<void **>(call.params[s].data()));
+}
+
+void CudaLayer::growArena(uint64_t bytes, const cuda::Stream *inFlight) {
+  if (bytes <= arena_.size())
+    return;
+  // Work still queued may read the old arena: wait for it, then free it
+  // before allocating the larger one.
+  if (inFlight)
+    inFlight->synchronize();
+  arena_ = cuda::DeviceBuffer();
+  arena_ = cuda::DeviceBuffer(device_, size_t(bytes));
+}
+
+void CudaLayer::forward(const float *x, int64_t tokens, float *y,
+                        int64_t *counts) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  requireWeights();
+  Call call = evaluate(tokens);
+  // The layer's own stream is idle between calls (each ends synchronised);
+  // calls on caller streams may not be.
+  growArena(call.layout.bytes, lastCallerStream_ ? &*lastCallerStream_ : nullptr);
+  lastCallerStream_.reset();
+  bind(call, tokens);
 
   size_t xBytes = size_t(tokens * metadata_.hiddenSize) * sizeof(float);
   const PlanRef &output = plan_.results[0], &stats = plan_.results[1];
   try {
-    stream_->upload(arena_, x, xBytes, size_t(layout.inputOffset));
-    for (size_t s = 0; s < plan_.steps.size(); ++s)
-      if (plan_.steps[s].isLaunch())
-        stream_->launch(kernels_[s], dims[s].grid, dims[s].block, 0,
-                        params[s].data());
-    stream_->download(y, arena_, xBytes, size_t(layout.offsets[output.index]));
+    stream_->upload(arena_, x, xBytes, size_t(call.layout.inputOffset));
+    launchAll(call, *stream_);
+    stream_->download(y, arena_, xBytes,
+                      size_t(call.layout.offsets[output.index]));
     stream_->download(counts, arena_,
                       size_t(metadata_.numExperts) * sizeof(int64_t),
-                      size_t(layout.offsets[stats.index]));
+                      size_t(call.layout.offsets[stats.index]));
     stream_->synchronize();
   } catch (...) {
     // No copy may still be reading x or writing y once this returns.
@@ -196,6 +231,35 @@ void CudaLayer::forward(const float *x, int64_t tokens, float *y,
     }
     throw;
   }
+}
+
+void CudaLayer::enqueueForward(cuda::CUdeviceptr x, int64_t tokens,
+                               cuda::CUdeviceptr y, cuda::CUstream stream) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  requireWeights();
+  Call call = evaluate(tokens);
+  cuda::Stream caller = cuda::Stream::borrow(device_, stream);
+  if (call.layout.bytes > arena_.size()) {
+    // The previous caller stream may still be using the arena; the stream
+    // of this call is ordered after it by the caller's contract.
+    growArena(call.layout.bytes,
+              lastCallerStream_ ? &*lastCallerStream_ : &caller);
+  }
+  lastCallerStream_.emplace(cuda::Stream::borrow(device_, stream));
+  bind(call, tokens);
+  size_t xBytes = size_t(tokens * metadata_.hiddenSize) * sizeof(float);
+  const PlanRef &output = plan_.results[0];
+  caller.copy(arena_.get() + call.layout.inputOffset, x, xBytes);
+  launchAll(call, caller);
+  caller.copy(y, arena_.get() + call.layout.offsets[output.index], xBytes);
+}
+
+void CudaLayer::reserve(int64_t tokens) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  requireWeights();
+  growArena(evaluate(tokens).layout.bytes,
+            lastCallerStream_ ? &*lastCallerStream_ : nullptr);
+  lastCallerStream_.reset();
 }
 
 size_t CudaLayer::workspaceBytes(int64_t tokens) const {

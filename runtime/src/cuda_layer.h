@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,12 +57,33 @@ public:
   /// One run of the plan for `tokens` > 0: y[tokens, hidden] and the
   /// call's expert counts[num_experts] on the host.
   void forward(const float *x, int64_t tokens, float *y, int64_t *counts);
+  /// The forward on device memory and the caller's `stream` (same device,
+  /// its primary context): enqueues the copy of x into the arena, the plan
+  /// and the copy of the output to y, and returns. No host synchronisation
+  /// and no host copies, so a CUDA graph can capture it; the statistics are
+  /// not read back. Calls must be ordered on the device (the arena is
+  /// shared); growing the arena waits for the previous call's stream, so
+  /// reserve() first where that must not happen (graph capture).
+  void enqueueForward(cuda::CUdeviceptr x, int64_t tokens, cuda::CUdeviceptr y,
+                      cuda::CUstream stream);
+  /// Grows the arena for calls of up to `tokens` tokens now.
+  void reserve(int64_t tokens);
+  /// The device and the layer's stream (after prepare()).
+  const std::shared_ptr<const cuda::Device> &device() const { return device_; }
   /// The device memory a call of `tokens` tokens needs: the arena holding x
   /// and the plan's buffers (SIZE_MAX if the plan cannot be evaluated).
   size_t workspaceBytes(int64_t tokens) const;
 
 private:
+  struct Call;
   void prepareLocked();
+  void requireWeights() const;
+  Call evaluate(int64_t tokens) const;
+  void bind(Call &call, int64_t tokens) const;
+  void launchAll(const Call &call, const cuda::Stream &stream) const;
+  /// Makes the arena at least `bytes` long, after `inFlight` (a stream that
+  /// may still use the old arena) has finished.
+  void growArena(uint64_t bytes, const cuda::Stream *inFlight);
 
   const LayerMetadata metadata_;
   const CudaPlan &plan_; // *metadata_.cuda
@@ -75,6 +97,9 @@ private:
   std::vector<cuda::Kernel> kernels_;       // by step (empty for frees)
   std::vector<cuda::DeviceBuffer> weights_; // by argument
   cuda::DeviceBuffer arena_;
+  // The caller's stream of the latest enqueueForward, until a synchronised
+  // call follows: the arena may be in use there.
+  std::optional<cuda::Stream> lastCallerStream_;
 };
 
 } // namespace moert

@@ -180,24 +180,22 @@ void Layer::callLayer(const float *x, int64_t tokens, float *y,
   forward_(pointers.data());
 }
 
-void Layer::forward(const float *x, int64_t tokens, float *y) {
+void Layer::checkCall(const char *what, bool xGiven, int64_t tokens,
+                      bool yGiven) const {
   if (tokens < 0)
+    fail(MOERT_ERROR_INVALID_ARGUMENT, "{}: {}: tokens is {}, must be >= 0",
+         path_, what, tokens);
+  if (tokens > 0 && (!xGiven || !yGiven))
+    fail(MOERT_ERROR_INVALID_ARGUMENT, "{}: {}: x and y must not be NULL",
+         path_, what);
+  if (tokens > INT64_MAX / metadata_.hiddenSize)
     fail(MOERT_ERROR_INVALID_ARGUMENT,
-         "{}: forward: tokens is {}, must be "
-         ">= 0",
-         path_, tokens);
-  if (tokens > 0 && (!x || !y))
-    fail(MOERT_ERROR_INVALID_ARGUMENT,
-         "{}: forward: x and y must not be "
-         "NULL",
-         path_);
-  int64_t hidden = metadata_.hiddenSize, experts = metadata_.numExperts;
-  if (tokens > INT64_MAX / hidden)
-    fail(MOERT_ERROR_INVALID_ARGUMENT,
-         "{}: forward: {} tokens overflow the "
-         "address space",
-         path_, tokens);
+         "{}: {}: {} tokens overflow the address space", path_, what, tokens);
+}
 
+void Layer::forward(const float *x, int64_t tokens, float *y) {
+  checkCall("forward", x, tokens, y);
+  int64_t hidden = metadata_.hiddenSize, experts = metadata_.numExperts;
   std::shared_lock<std::shared_mutex> lock(stateMutex_);
   if (!weightsLoaded_)
     fail(MOERT_ERROR_STATE,
@@ -236,6 +234,32 @@ void Layer::forward(const float *x, int64_t tokens, float *y) {
     for (size_t e = 0; e < sum.size(); ++e)
       sum[e] += counts[c * sum.size() + e];
   recordStats(sum, tokens);
+}
+
+CudaLayer &Layer::requireCuda(const char *what) const {
+  if (!cuda_)
+    fail(MOERT_ERROR_INVALID_ARGUMENT,
+         "{}: {}: this is a {} layer; only cuda layers run on device memory",
+         path_, what, deviceKindName(metadata_.device));
+  std::shared_lock<std::shared_mutex> lock(stateMutex_);
+  if (!weightsLoaded_)
+    fail(MOERT_ERROR_STATE, "{}: {} called before the weights were loaded",
+         path_, what);
+  return *cuda_;
+}
+
+void Layer::forwardCuda(uint64_t x, int64_t tokens, uint64_t y, void *stream) {
+  checkCall("forward on the device", x, tokens, y);
+  CudaLayer &cuda = requireCuda("forward on the device");
+  if (tokens > 0)
+    cuda.enqueueForward(x, tokens, y, static_cast<cuda::CUstream>(stream));
+}
+
+void Layer::reserveCuda(int64_t tokens) {
+  checkCall("reserve", true, tokens, true);
+  CudaLayer &cuda = requireCuda("reserve");
+  if (tokens > 0)
+    cuda.reserve(tokens);
 }
 
 size_t Layer::workspaceBytes(int64_t tokens) const {

@@ -50,6 +50,10 @@ public:
                    const std::string &prefix);
   void setThreads(int n);
   void forward(const float *x, int64_t tokens, float *y);
+  /// Cuda layers only: the forward on device memory and the caller's
+  /// stream, and the arena sized ahead (CudaLayer::enqueueForward).
+  void forwardCuda(uint64_t x, int64_t tokens, uint64_t y, void *stream);
+  void reserveCuda(int64_t tokens);
   size_t workspaceBytes(int64_t tokens) const;
 
   void stats(int64_t *tokensPerExpert, int64_t *tokens) const;
@@ -65,6 +69,11 @@ private:
 
   Layer() = default;
   int64_t chunkTokens(int64_t tokens) const;
+  /// The checks every forward does on its arguments.
+  void checkCall(const char *what, bool xGiven, int64_t tokens,
+                 bool yGiven) const;
+  /// The cuda layer, with its weights; otherwise an error naming `what`.
+  CudaLayer &requireCuda(const char *what) const;
   void callLayer(const float *x, int64_t tokens, float *y,
                  int64_t *counts) const;
   /// Finds and checks every weight tensor, calls `afterChecks`, then

@@ -138,6 +138,32 @@ MOERT_API moert_status moert_layer_set_threads(moert_layer *layer, int n);
 MOERT_API moert_status moert_layer_forward(moert_layer *layer, const float *x,
                                            int64_t tokens, float *y);
 
+/* Cuda layers, on device memory: y[tokens, hidden] = layer(x[tokens, hidden])
+ * with x and y device pointers (CUdeviceptr values, f32, dense row-major,
+ * not overlapping) on CUDA device 0's primary context (the one the CUDA
+ * runtime API uses), enqueued on `stream` (a CUstream; NULL is the legacy
+ * default stream). The call enqueues a copy of x into the layer's device
+ * arena, the launch plan and a copy of the output to y, and returns: no
+ * host synchronisation and no host copies, so it can be captured in a CUDA
+ * graph. The layer's statistics are not updated (that would need a copy
+ * to the host). The arena is shared by all calls on the layer: calls must
+ * be ordered on the device (one stream, or streams the caller orders), and
+ * the caller must not run moert_layer_forward concurrently with queued
+ * work. When a call needs a larger arena than any before, it first waits
+ * for the previous call's stream; moert_layer_cuda_reserve sizes the arena
+ * ahead (do so before capturing a graph). tokens == 0 enqueues nothing.
+ * A cpu layer: MOERT_ERROR_INVALID_ARGUMENT. Errors of kernels surface at
+ * the caller's next synchronisation, not here. */
+MOERT_API moert_status moert_layer_forward_cuda(moert_layer *layer,
+                                                uint64_t x, int64_t tokens,
+                                                uint64_t y, void *stream);
+
+/* Grows a cuda layer's device arena for calls of up to `tokens` tokens
+ * (moert_layer_workspace_bytes(layer, tokens) bytes), after its weights are
+ * loaded. */
+MOERT_API moert_status moert_layer_cuda_reserve(moert_layer *layer,
+                                                int64_t tokens);
+
 /* Upper bound on the heap memory one forward call of `tokens` tokens uses
  * besides x, y and the weights: the layer's own scratch for the chunks that
  * run at once, plus the runtime's per-call buffers.

@@ -17,6 +17,7 @@
 
 #include "moert/moert.h"
 #include "runtime/src/convert.h"
+#include "runtime/src/cuda_driver.h"
 #include "runtime/src/safetensors.h"
 
 #include "test_util.h"
@@ -35,6 +36,7 @@
 #include <sstream>
 #include <thread>
 
+#include <dlfcn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -737,6 +739,103 @@ TEST_CASE("cuda exec: the device and the image must fit", "[cuda-exec]") {
           std::string(MOERT_FAKE_CUDA_LAYER) +
               ": no kernel 'expert' in its GPU code (cuModuleGetFunction "
               "failed with CUDA_ERROR_NOT_FOUND (named symbol not found))");
+  }
+  CHECK(counter("fake_live") == 0);
+}
+
+TEST_CASE("cuda exec: forward on device memory and the caller's stream",
+          "[cuda-exec]") {
+  TempDir dir;
+  FakeDriver fake("h200");
+  ScopedEnv log("FAKE_CUDA_LAUNCH_LOG", dir.path("launches.log"));
+  {
+    Layer layer;
+    open(layer, MOERT_FAKE_CUDA_LAYER);
+    CHECK(moert_layer_forward_cuda(layer, 0, 0, 0, nullptr) ==
+          MOERT_ERROR_STATE);
+    CHECK(std::string(moert_last_error()) ==
+          std::string(MOERT_FAKE_CUDA_LAYER) +
+              ": forward on the device called before the weights were "
+              "loaded");
+    writeSafetensors(dir.path("w.safetensors"), checkpoint());
+    loadWeights(layer, dir.path("w.safetensors"), kPrefix);
+
+    // The caller's device memory and stream, made with the driver as a
+    // user's CUDA code would (the same primary context).
+    auto device = cuda::Device::open(cuda::Driver::load(), 0);
+    cuda::Stream stream(device);
+    cuda::DeviceBuffer x(device, 300 * kHidden * 4), y(device, 300 * kHidden * 4);
+    auto lastStream = [] {
+      void *fake = dlopen(MOERT_FAKE_LIBCUDA, RTLD_NOW | RTLD_NOLOAD);
+      REQUIRE(fake);
+      auto f = reinterpret_cast<int64_t (*)()>(
+          dlsym(fake, "fake_last_launch_stream"));
+      int64_t value = f ? f() : -2;
+      dlclose(fake);
+      return value;
+    };
+
+    REQUIRE(moert_layer_cuda_reserve(layer, 300) == MOERT_OK);
+    CHECK(moert_layer_last_stats(layer, nullptr, nullptr) == MOERT_OK);
+    int copies = counter("fake_host_copies");
+    int syncs = counter("fake_synchronizations");
+    for (int64_t t : {1, 7, 300}) {
+      INFO("T = " << t);
+      std::remove(dir.path("launches.log").c_str());
+      std::vector<float> in = input(size_t(t * kHidden), uint32_t(t));
+      std::memcpy(reinterpret_cast<void *>(x.get()), in.data(), in.size() * 4);
+      moert_status status = moert_layer_forward_cuda(
+          layer, x.get(), t, y.get(), reinterpret_cast<void *>(stream.get()));
+      INFO(moert_last_error());
+      REQUIRE(status == MOERT_OK);
+      // The same launches as a host call, on the caller's stream; x copied
+      // into the arena on the device, the output copied to y.
+      std::vector<std::vector<Descriptor>> ds = checkLaunches(
+          readLaunches(dir.path("launches.log")), fakeLaunches(t));
+      CHECK(lastStream() == int64_t(reinterpret_cast<uintptr_t>(stream.get())));
+      CHECK(ds[0][0].aligned != int64_t(x.get()));
+      CHECK(deviceBytes(ds[0][0].aligned, in.size() * 4) == bytesOf(in));
+      CHECK(deviceBytes(int64_t(y.get()), in.size() * 4) ==
+            deviceBytes(ds[1][3].aligned, in.size() * 4));
+    }
+    // Reserved: nothing waited, nothing crossed to the host.
+    CHECK(counter("fake_host_copies") == copies);
+    CHECK(counter("fake_synchronizations") == syncs);
+    int64_t tokens = -1;
+    lastStats(layer, &tokens);
+    CHECK(tokens == 0); // statistics are not read back
+
+    // A larger call than reserved waits for the stream before it grows the
+    // arena; the legacy default stream (NULL) is a stream too.
+    cuda::DeviceBuffer big(device, 600 * kHidden * 4), out(device, 600 * kHidden * 4);
+    REQUIRE(moert_layer_forward_cuda(layer, big.get(), 600, out.get(),
+                                     nullptr) == MOERT_OK);
+    CHECK(counter("fake_synchronizations") == syncs + 1);
+    CHECK(lastStream() == 0);
+    CHECK(counter("fake_host_copies") == copies);
+    // A host call after it grows nothing, and runs on the layer's stream.
+    std::vector<float> in = input(7 * kHidden);
+    forward(layer, in, 7);
+    CHECK(lastStream() != 0);
+
+    CHECK(moert_layer_forward_cuda(layer, x.get(), -1, y.get(), nullptr) ==
+          MOERT_ERROR_INVALID_ARGUMENT);
+    CHECK(moert_layer_forward_cuda(layer, 0, 5, y.get(), nullptr) ==
+          MOERT_ERROR_INVALID_ARGUMENT);
+    CHECK(std::string(moert_last_error()) ==
+          std::string(MOERT_FAKE_CUDA_LAYER) +
+              ": forward on the device: x and y must not be NULL");
+    CHECK(moert_layer_forward_cuda(layer, 0, 0, 0, nullptr) == MOERT_OK);
+    CHECK(moert_layer_cuda_reserve(layer, -3) == MOERT_ERROR_INVALID_ARGUMENT);
+
+    Layer cpu;
+    open(cpu, MOERT_FAKE_LAYER);
+    CHECK(moert_layer_forward_cuda(cpu, x.get(), 1, y.get(), nullptr) ==
+          MOERT_ERROR_INVALID_ARGUMENT);
+    CHECK(std::string(moert_last_error()) ==
+          std::string(MOERT_FAKE_LAYER) +
+              ": forward on the device: this is a cpu layer; only cuda "
+              "layers run on device memory");
   }
   CHECK(counter("fake_live") == 0);
 }

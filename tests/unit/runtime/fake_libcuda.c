@@ -29,7 +29,12 @@
  * passes for cuda layers.
  * FAKE_NO_LAUNCH leaves cuLaunchKernel out (a driver too old).
  * fake_live() counts what is not yet released, for leak checks;
- * fake_module_loads() and fake_kernel_lookups() count those calls.
+ * fake_module_loads() and fake_kernel_lookups() count those calls;
+ * fake_host_copies() the copies between host and device,
+ * fake_synchronizations() the stream and event synchronisations, and
+ * fake_last_launch_stream() is the stream of the latest launch (0 for the
+ * legacy default stream, -1 before any).
+ * Events record nothing; the elapsed time between two is 1.5 ms.
  *
  *===----------------------------------------------------------------------===*/
 
@@ -76,7 +81,9 @@ static struct {
 
 static struct CUctx_st { int unused; } primary;
 static int initialised, contextRefs, buffers, streams, modules;
-static int moduleLoads, kernelLookups;
+static int moduleLoads, kernelLookups, events;
+static int hostCopies, synchronizations;
+static int64_t lastLaunchStream = -1;
 static _Thread_local CUcontext current;
 
 static int mode(const char *name) {
@@ -238,6 +245,7 @@ CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t bytes,
   NEED_CONTEXT;
   (void)stream;
   memcpy((void *)(size_t)dst, src, bytes);
+  ++hostCopies;
   return SUCCESS;
 }
 
@@ -246,6 +254,15 @@ CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t bytes,
   NEED_CONTEXT;
   (void)stream;
   memcpy(dst, (const void *)(size_t)src, bytes);
+  ++hostCopies;
+  return SUCCESS;
+}
+
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes,
+                              CUstream stream) {
+  NEED_CONTEXT;
+  (void)stream;
+  memmove((void *)(size_t)dst, (const void *)(size_t)src, bytes);
   return SUCCESS;
 }
 
@@ -267,13 +284,60 @@ CUresult cuStreamCreate(CUstream *stream, unsigned flags) {
 
 CUresult cuStreamSynchronize(CUstream stream) {
   NEED_CONTEXT;
-  return stream ? SUCCESS : INVALID_VALUE;
+  (void)stream; /* NULL: the legacy default stream */
+  ++synchronizations;
+  return SUCCESS;
 }
 
 CUresult cuStreamDestroy_v2(CUstream stream) {
   NEED_CONTEXT;
   free(stream);
   --streams;
+  return SUCCESS;
+}
+
+/* --- Events --------------------------------------------------------------- */
+
+struct CUevent_st {
+  int recorded;
+};
+
+CUresult cuEventCreate(struct CUevent_st **event, unsigned flags) {
+  NEED_CONTEXT;
+  (void)flags;
+  *event = calloc(1, sizeof(struct CUevent_st));
+  ++events;
+  return SUCCESS;
+}
+
+CUresult cuEventRecord(struct CUevent_st *event, CUstream stream) {
+  NEED_CONTEXT;
+  (void)stream;
+  if (!event)
+    return INVALID_VALUE;
+  event->recorded = 1;
+  return SUCCESS;
+}
+
+CUresult cuEventSynchronize(struct CUevent_st *event) {
+  NEED_CONTEXT;
+  ++synchronizations;
+  return event && event->recorded ? SUCCESS : INVALID_VALUE;
+}
+
+CUresult cuEventElapsedTime(float *ms, struct CUevent_st *start,
+                            struct CUevent_st *end) {
+  NEED_CONTEXT;
+  if (!start || !end || !start->recorded || !end->recorded)
+    return INVALID_VALUE;
+  *ms = 1.5f;
+  return SUCCESS;
+}
+
+CUresult cuEventDestroy_v2(struct CUevent_st *event) {
+  NEED_CONTEXT;
+  free(event);
+  --events;
   return SUCCESS;
 }
 
@@ -383,9 +447,10 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gridX, unsigned gridY,
   const char *log = getenv("FAKE_CUDA_LAUNCH_LOG");
   NEED_CONTEXT;
   (void)sharedBytes;
-  if (!f || !stream || extra || !gridX || !gridY || !gridZ || !blockX ||
+  if (!f || extra || !gridX || !gridY || !gridZ || !blockX ||
       !blockY || !blockZ)
     return INVALID_VALUE;
+  lastLaunchStream = (int64_t)(size_t)stream;
   if (log && *log) {
     const unsigned dims[6] = {gridX, gridY, gridZ, blockX, blockY, blockZ};
     logLaunch(log, (const char *)f, dims, params);
@@ -400,6 +465,11 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gridX, unsigned gridY,
 #endif
 
 /* Contexts retained + buffers + streams + modules not yet released. */
-int fake_live(void) { return contextRefs + buffers + streams + modules; }
+int fake_live(void) {
+  return contextRefs + buffers + streams + modules + events;
+}
+int fake_host_copies(void) { return hostCopies; }
+int fake_synchronizations(void) { return synchronizations; }
+int64_t fake_last_launch_stream(void) { return lastLaunchStream; }
 int fake_module_loads(void) { return moduleLoads; }
 int fake_kernel_lookups(void) { return kernelLookups; }
