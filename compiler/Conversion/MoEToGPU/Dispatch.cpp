@@ -1,9 +1,11 @@
 //===- Dispatch.cpp - moe.dispatch/combine to GPU kernels -----------------===//
 //
-// The dispatch plan is built on the device by the CPU's counting sort
-// (Emitters.h), on one thread: the row count is data, and keeping it on the
-// device means no copy to the host inside a forward. The plan's buffers are
-// sized for the most rows any routing can need,
+// The dispatch plan is built on the device by the CPU's counting sort, its
+// phases (Emitters.h) spread over threads: a histogram per chunk of slots,
+// ranks per expert and the padded offsets in one block, a scatter per
+// chunk. The row count is data, and keeping it on the device means no copy
+// to the host inside a forward. The plan's buffers are sized for the most
+// rows any routing can need,
 //   R_max = floor((T k + E (tile - 1)) / tile) * tile,
 // so the FFN kernels launch over R_max rows; rows past the real count are
 // padding (slot -1, expert 0) and come out as zero. The combine runs one
@@ -20,25 +22,69 @@ using namespace mlir::moe;
 using namespace mlir::moe::gpu_kernels;
 
 namespace {
+/// Threads of the one-block kernel that scans over the experts.
+constexpr int64_t kExpertBlock = 256;
+
 struct DispatchToGPU : KernelPattern<DispatchOp> {
   using KernelPattern::KernelPattern;
 
   LogicalResult matchAndRewrite(DispatchOp op,
                                 PatternRewriter &rewriter) const override {
+    MemRefType indicesType = bufferType(op.getIndices());
     MemRefType offsetsType = bufferType(op.getExpertOffsets());
     MemRefType slotsType = bufferType(op.getSortedSlots());
     MemRefType slotRowsType = bufferType(op.getSlotRows());
     MemRefType tilesType = bufferType(op.getTileExperts());
-    // dispatch(indices, offsets, sorted_slots, slot_rows, tile_experts)
-    gpu::GPUFuncOp kernel = createKernel(
-        rewriter, kernels, "dispatch",
-        {bufferType(op.getIndices()), offsetsType, slotsType, slotRowsType,
-         tilesType},
-        1, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
-          onFirstThread(em, [&] {
-            emitDispatch(em, op, args[0], args[1], [&](Value, Value) {
-              return DispatchPlan{args[2], args[3], args[4]};
-            });
+    int64_t numExperts = op.getNumExperts();
+    int64_t tile = op.getTileRows();
+    auto countsType = MemRefType::get({ShapedType::kDynamic, numExperts},
+                                      rewriter.getI32Type());
+
+    // dispatch_histogram(indices, chunk_counts): one thread per chunk.
+    gpu::GPUFuncOp histogram = createKernel(
+        rewriter, kernels, "dispatch_histogram", {indicesType, countsType},
+        kTokenBlock, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
+          forThisThread(em, em.dim(args[1], 0), [&](Value c) {
+            emitChunkHistogram(em, args[0], args[1], c);
+          });
+        });
+    // dispatch_offsets(chunk_counts, offsets, sorted_slots, tile_experts):
+    // one block; ranks and the fills, then the offsets on one thread, then
+    // the tile table.
+    gpu::GPUFuncOp offsetsKernel = createKernel(
+        rewriter, kernels, "dispatch_offsets",
+        {countsType, offsetsType, slotsType, tilesType}, kExpertBlock,
+        op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
+          auto &b = em.builder();
+          Value counts = args[0], offsets = args[1];
+          Value experts = em.index(numExperts);
+          forEachOfBlock(em, kExpertBlock, experts, [&](Value e) {
+            Value total = emitChunkRanks(em, counts, e);
+            em.store(total, offsets,
+                     {arith::AddIOp::create(b, e, em.index(1))});
+          });
+          forEachOfBlock(em, kExpertBlock, em.dim(args[2], 0), [&](Value r) {
+            em.store(em.i32(-1), args[2], {r});
+          });
+          forEachOfBlock(em, kExpertBlock, em.dim(args[3], 0), [&](Value i) {
+            em.store(em.i32(0), args[3], {i});
+          });
+          blockBarrier(em);
+          onFirstThread(em, [&] { emitPaddedOffsets(em, offsets, tile); });
+          blockBarrier(em);
+          forEachOfBlock(em, kExpertBlock, experts, [&](Value e) {
+            emitExpertTiles(em, offsets, args[3], e, tile);
+          });
+        });
+    // dispatch_scatter(indices, chunk_counts, offsets, sorted_slots,
+    // slot_rows): one thread per chunk.
+    gpu::GPUFuncOp scatter = createKernel(
+        rewriter, kernels, "dispatch_scatter",
+        {indicesType, countsType, offsetsType, slotsType, slotRowsType},
+        kTokenBlock, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
+          forThisThread(em, em.dim(args[1], 0), [&](Value c) {
+            emitChunkScatter(em, args[0], args[1], args[2],
+                             DispatchPlan{args[3], args[4], Value()}, c);
           });
         });
 
@@ -47,18 +93,24 @@ struct DispatchToGPU : KernelPattern<DispatchOp> {
     Value indices = em.toBuffer(op.getIndices());
     Value tokens = em.dim(indices, 0);
     int64_t k = op.getIndices().getType().getDimSize(1);
-    int64_t tile = op.getTileRows();
     Value slots = arith::AddIOp::create(
         b, arith::MulIOp::create(b, tokens, em.index(k)),
-        em.index(op.getNumExperts() * (tile - 1)));
+        em.index(numExperts * (tile - 1)));
     Value tiles = arith::DivUIOp::create(b, slots, em.index(tile));
     Value rows = arith::MulIOp::create(b, tiles, em.index(tile));
+    Value chunks = emitSlotChunks(em, indices);
+    Value counts = deviceAlloc(em, countsType, {chunks});
     Value offsets = deviceAlloc(em, offsetsType, {});
     Value sorted = deviceAlloc(em, slotsType, {rows});
     Value slotRows = deviceAlloc(em, slotRowsType, {tokens});
     Value tileExperts = deviceAlloc(em, tilesType, {tiles});
-    launch(em, kernel, em.index(1),
-           {indices, offsets, sorted, slotRows, tileExperts});
+    Value chunkBlocks = tokenBlocks(em, chunks);
+    launch(em, histogram, chunkBlocks, {indices, counts});
+    launch(em, offsetsKernel, em.index(1),
+           {counts, offsets, sorted, tileExperts});
+    launch(em, scatter, chunkBlocks,
+           {indices, counts, offsets, sorted, slotRows});
+    gpu::DeallocOp::create(b, /*asyncToken=*/Type(), ValueRange{}, counts);
     rewriter.replaceOp(
         op, {em.toTensor(sorted, op.getSortedSlots().getType()),
              em.toTensor(slotRows, op.getSlotRows().getType()),

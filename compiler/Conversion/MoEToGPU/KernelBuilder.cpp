@@ -2,6 +2,7 @@
 
 #include "compiler/Conversion/MoEToGPU/KernelBuilder.h"
 
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/SymbolTable.h"
 
 using namespace mlir;
@@ -31,8 +32,8 @@ gpu::GPUFuncOp gpu_kernels::createKernel(
   return func;
 }
 
-void gpu_kernels::forThisToken(LoopEmitter &em, Value tokens,
-                               function_ref<void(Value)> body) {
+void gpu_kernels::forThisThread(LoopEmitter &em, Value tokens,
+                                function_ref<void(Value)> body) {
   auto &b = em.builder();
   Value t = arith::AddIOp::create(
       b,
@@ -41,6 +42,20 @@ void gpu_kernels::forThisToken(LoopEmitter &em, Value tokens,
       gpu::ThreadIdOp::create(b, gpu::Dimension::x));
   em.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ult, t, tokens),
             [&] { body(t); });
+}
+
+void gpu_kernels::forEachOfBlock(LoopEmitter &em, int64_t blockSize,
+                                 Value count, function_ref<void(Value)> body) {
+  auto &b = em.builder();
+  auto loop = scf::ForOp::create(b, gpu::ThreadIdOp::create(b, gpu::Dimension::x),
+                                 count, em.index(blockSize));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(loop.getBody()->getTerminator());
+  body(loop.getInductionVar());
+}
+
+void gpu_kernels::blockBarrier(LoopEmitter &em) {
+  gpu::BarrierOp::create(em.builder());
 }
 
 void gpu_kernels::onFirstThread(LoopEmitter &em, function_ref<void()> body) {

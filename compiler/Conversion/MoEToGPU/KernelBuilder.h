@@ -35,20 +35,34 @@ gpu::GPUFuncOp createKernel(OpBuilder &builder, gpu::GPUModuleOp kernels,
                             Location loc,
                             function_ref<void(LoopEmitter &, ValueRange)> fill);
 
-/// In a kernel launched over ceil(tokens / kTokenBlock) blocks of
-/// kTokenBlock threads: body(t) for this thread's token t < tokens.
-void forThisToken(LoopEmitter &em, Value tokens,
-                  function_ref<void(Value)> body);
+/// In a kernel launched over ceil(count / kTokenBlock) blocks of
+/// kTokenBlock threads: body(i) for this thread's item i < count (a token,
+/// a chunk of slots, an expert).
+void forThisThread(LoopEmitter &em, Value count,
+                   function_ref<void(Value)> body);
+inline void forThisToken(LoopEmitter &em, Value tokens,
+                         function_ref<void(Value)> body) {
+  forThisThread(em, tokens, body);
+}
+
+/// In a kernel launched as one block of `blockSize` threads: body(i) for
+/// i = thread, thread + blockSize, ... < count.
+void forEachOfBlock(LoopEmitter &em, int64_t blockSize, Value count,
+                    function_ref<void(Value)> body);
+
+/// A barrier of the block: its threads' memory writes before it are seen
+/// by all of them after it.
+void blockBarrier(LoopEmitter &em);
 
 /// In a kernel: body() on thread 0 of block 0 only (the order-dependent
-/// parts: capacity, the dispatch sort, counts).
+/// parts: capacity, the dispatch's padded offsets).
 void onFirstThread(LoopEmitter &em, function_ref<void()> body);
 
 /// Host side: launches `kernel` over `gridX` blocks of its block size.
 void launch(LoopEmitter &em, gpu::GPUFuncOp kernel, Value gridX,
             ValueRange operands, Value gridY = Value());
 
-/// Host side: ceil(tokens / kTokenBlock) blocks.
+/// Host side: ceil(count / kTokenBlock) blocks, for forThisThread.
 Value tokenBlocks(LoopEmitter &em, Value tokens);
 
 /// Host side: a device buffer (dynamic sizes as in memref.alloc).

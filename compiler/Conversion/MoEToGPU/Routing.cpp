@@ -115,20 +115,46 @@ struct TopKToGPU : KernelPattern<TopKOp> {
   }
 };
 
+/// The counts as the dispatch takes them: a histogram per chunk of slots
+/// (one thread each), then one thread per expert sums its column.
 struct StatsToGPU : KernelPattern<StatsOp> {
   using KernelPattern::KernelPattern;
 
   LogicalResult matchAndRewrite(StatsOp op,
                                 PatternRewriter &rewriter) const override {
     MemRefType countsType = bufferType(op.getTokensPerExpert());
-    gpu::GPUFuncOp kernel = createKernel(
-        rewriter, kernels, "stats", {bufferType(op.getIndices()), countsType},
-        1, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
-          onFirstThread(em, [&] { emitCounts(em, args[0], args[1]); });
+    int64_t numExperts = countsType.getDimSize(0);
+    auto chunkCountsType = MemRefType::get(
+        {ShapedType::kDynamic, numExperts}, rewriter.getI32Type());
+    gpu::GPUFuncOp histogram = createKernel(
+        rewriter, kernels, "stats_histogram",
+        {bufferType(op.getIndices()), chunkCountsType}, kTokenBlock,
+        op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
+          forThisThread(em, em.dim(args[1], 0), [&](Value c) {
+            emitChunkHistogram(em, args[0], args[1], c);
+          });
+        });
+    gpu::GPUFuncOp totals = createKernel(
+        rewriter, kernels, "stats_totals", {chunkCountsType, countsType},
+        kTokenBlock, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
+          auto &b = em.builder();
+          forThisThread(em, em.index(numExperts), [&](Value e) {
+            Value total = emitChunkRanks(em, args[0], e);
+            em.store(arith::ExtSIOp::create(b, countsType.getElementType(),
+                                            total),
+                     args[1], {e});
+          });
         });
     LoopEmitter em(rewriter, op.getLoc());
+    Value indices = em.toBuffer(op.getIndices());
+    Value chunks = emitSlotChunks(em, indices);
+    Value chunkCounts = deviceAlloc(em, chunkCountsType, {chunks});
     Value counts = deviceAlloc(em, countsType, {});
-    launch(em, kernel, em.index(1), {em.toBuffer(op.getIndices()), counts});
+    launch(em, histogram, tokenBlocks(em, chunks), {indices, chunkCounts});
+    launch(em, totals, tokenBlocks(em, em.index(numExperts)),
+           {chunkCounts, counts});
+    gpu::DeallocOp::create(em.builder(), /*asyncToken=*/Type(), ValueRange{},
+                           chunkCounts);
     rewriter.replaceOp(op,
                        em.toTensor(counts, op.getTokensPerExpert().getType()));
     return success();

@@ -1,8 +1,9 @@
 //===- Dispatch.cpp - moe.dispatch to loops -------------------------------===//
 //
-// A stable counting sort of the token slots by expert: count, pad each
-// expert's count to the tile height and scan, then place the slots in token
-// order. Sequential: it touches tokens * k integers, far below the FFN's cost.
+// A stable counting sort of the token slots by expert, in phases a GPU runs
+// in parallel (histograms of slot chunks, ranks per expert, padded offsets,
+// the tile table, the scatter per chunk; Emitters.h). Here they run one
+// after the other: they touch tokens * k integers, far below the FFN's cost.
 //
 //===----------------------------------------------------------------------===//
 
@@ -15,83 +16,106 @@
 using namespace mlir;
 using namespace mlir::moe;
 
-void mlir::moe::emitDispatch(
-    LoopEmitter &em, DispatchOp op, Value indices, Value offsets,
-    function_ref<DispatchPlan(Value rows, Value tiles)> allocate) {
+Value mlir::moe::emitSlotChunks(LoopEmitter &em, Value indices) {
   auto &b = em.builder();
-  Type i32 = b.getI32Type();
-  Value tokens = em.dim(indices, 0);
-  Value k = em.dim(indices, 1);
-  int64_t numExperts = op.getNumExperts();
-  Value experts = em.index(numExperts);
-  Value tile = em.i32(op.getTileRows());
+  Value slots = arith::MulIOp::create(b, em.dim(indices, 0), em.dim(indices, 1));
+  return arith::CeilDivUIOp::create(b, slots, em.index(kSlotChunk));
+}
 
-  // expert_offsets[e + 1] = expert_offsets[e] + roundup(count[e], tile).
-  em.fill(offsets, em.i32(0));
-  auto forEachRoutedSlot = [&](function_ref<void(Value, Value, Value)> body) {
-    em.forEach(0, tokens, [&](Value t) {
-      em.forEach(0, k, [&](Value j) {
-        Value e = em.load(indices, {t, j});
-        Value routed =
-            arith::CmpIOp::create(b, arith::CmpIPredicate::sge, e, em.i32(0));
-        em.ifThenElse(
-            routed, [&] { body(t, j, em.toIndex(e)); },
-            [&] { body(t, j, Value()); });
-      });
-    });
-  };
-  forEachRoutedSlot([&](Value, Value, Value e) {
+/// body(t, j, e) for the slots of chunk c in order; e is the slot's expert
+/// as an index, null for a dropped slot.
+static void forEachSlotOfChunk(LoopEmitter &em, Value indices, Value c,
+                               function_ref<void(Value, Value, Value)> body) {
+  auto &b = em.builder();
+  Value k = em.dim(indices, 1);
+  Value slots = arith::MulIOp::create(b, em.dim(indices, 0), k);
+  Value first = arith::MulIOp::create(b, c, em.index(kSlotChunk));
+  Value last = arith::MinUIOp::create(
+      b, arith::AddIOp::create(b, first, em.index(kSlotChunk)), slots);
+  em.forEach(first, last, [&](Value s) {
+    Value t = arith::DivUIOp::create(b, s, k);
+    Value j = arith::RemUIOp::create(b, s, k);
+    Value e = em.load(indices, {t, j});
+    Value routed =
+        arith::CmpIOp::create(b, arith::CmpIPredicate::sge, e, em.i32(0));
+    em.ifThenElse(
+        routed, [&] { body(t, j, em.toIndex(e)); },
+        [&] { body(t, j, Value()); });
+  });
+}
+
+void mlir::moe::emitChunkHistogram(LoopEmitter &em, Value indices,
+                                   Value chunkCounts, Value c) {
+  auto &b = em.builder();
+  em.forEach(0, em.dim(chunkCounts, 1),
+             [&](Value e) { em.store(em.i32(0), chunkCounts, {c, e}); });
+  forEachSlotOfChunk(em, indices, c, [&](Value, Value, Value e) {
     if (!e)
       return;
-    Value next = arith::AddIOp::create(b, e, em.index(1));
-    em.store(arith::AddIOp::create(b, em.load(offsets, {next}), em.i32(1)),
-             offsets, {next});
+    Value count = em.load(chunkCounts, {c, e});
+    em.store(arith::AddIOp::create(b, count, em.i32(1)), chunkCounts, {c, e});
   });
-  Value one = em.i32(1);
+}
+
+Value mlir::moe::emitChunkRanks(LoopEmitter &em, Value chunkCounts, Value e) {
+  auto &b = em.builder();
+  return em.reduce(em.index(0), em.dim(chunkCounts, 0), {em.i32(0)},
+                   [&](Value c, ValueRange before) -> SmallVector<Value> {
+                     Value count = em.load(chunkCounts, {c, e});
+                     em.store(before[0], chunkCounts, {c, e});
+                     return {arith::AddIOp::create(b, before[0], count)};
+                   })[0];
+}
+
+void mlir::moe::emitPaddedOffsets(LoopEmitter &em, Value offsets, int64_t tile) {
+  auto &b = em.builder();
+  Value experts = arith::SubIOp::create(b, em.dim(offsets, 0), em.index(1));
+  Value tileRows = em.i32(tile), one = em.i32(1);
+  em.store(em.i32(0), offsets, {em.index(0)});
+  // offsets[e + 1] = offsets[e] + roundup(count[e], tile).
   em.forEach(0, experts, [&](Value e) {
     Value next = arith::AddIOp::create(b, e, em.index(1));
     Value count = em.load(offsets, {next});
     Value tiles = arith::DivUIOp::create(
-        b, arith::AddIOp::create(b, count, arith::SubIOp::create(b, tile, one)),
-        tile);
-    Value padded = arith::MulIOp::create(b, tiles, tile);
+        b, arith::AddIOp::create(b, count, arith::SubIOp::create(b, tileRows, one)),
+        tileRows);
+    Value padded = arith::MulIOp::create(b, tiles, tileRows);
     em.store(arith::AddIOp::create(b, em.load(offsets, {e}), padded), offsets,
              {next});
   });
-  Value rows = em.toIndex(em.load(offsets, {experts}));
-  Value numTiles = arith::DivUIOp::create(b, rows, em.index(op.getTileRows()));
+}
 
-  DispatchPlan plan = allocate(rows, numTiles);
-  em.fill(plan.sortedSlots, em.i32(-1));
-  em.fill(plan.tileExperts, em.i32(0));
+void mlir::moe::emitExpertTiles(LoopEmitter &em, Value offsets,
+                                Value tileExperts, Value e, int64_t tile) {
+  auto &b = em.builder();
+  Value next = arith::AddIOp::create(b, e, em.index(1));
+  Value tileIndex = em.index(tile);
+  Value first =
+      arith::DivUIOp::create(b, em.toIndex(em.load(offsets, {e})), tileIndex);
+  Value last =
+      arith::DivUIOp::create(b, em.toIndex(em.load(offsets, {next})), tileIndex);
+  Value expert = em.fromIndex(e, b.getI32Type());
+  em.forEach(first, last,
+             [&](Value i) { em.store(expert, tileExperts, {i}); });
+}
 
-  Value tileIndex = em.index(op.getTileRows());
-  em.forEach(0, experts, [&](Value e) {
-    Value next = arith::AddIOp::create(b, e, em.index(1));
-    Value first = arith::DivUIOp::create(
-        b, em.toIndex(em.load(offsets, {e})), tileIndex);
-    Value last = arith::DivUIOp::create(
-        b, em.toIndex(em.load(offsets, {next})), tileIndex);
-    em.forEach(first, last, [&](Value i) {
-      em.store(em.fromIndex(e, i32), plan.tileExperts, {i});
-    });
-  });
-
-  // Place the slots, in token order within each expert (stable).
-  Value cursor = em.scratch(MemRefType::get({numExperts}, i32));
-  em.forEach(0, experts, [&](Value e) {
-    em.store(em.load(offsets, {e}), cursor, {e});
-  });
-  forEachRoutedSlot([&](Value t, Value j, Value e) {
+void mlir::moe::emitChunkScatter(LoopEmitter &em, Value indices,
+                                 Value chunkCounts, Value offsets,
+                                 const DispatchPlan &plan, Value c) {
+  auto &b = em.builder();
+  Value k = em.dim(indices, 1);
+  Type i32 = b.getI32Type();
+  forEachSlotOfChunk(em, indices, c, [&](Value t, Value j, Value e) {
     if (!e) {
       em.store(em.i32(-1), plan.slotRows, {t, j});
       return;
     }
-    Value row = em.load(cursor, {e});
+    Value rank = em.load(chunkCounts, {c, e});
+    Value row = arith::AddIOp::create(b, em.load(offsets, {e}), rank);
     Value slot = arith::AddIOp::create(b, arith::MulIOp::create(b, t, k), j);
     em.store(em.fromIndex(slot, i32), plan.sortedSlots, {em.toIndex(row)});
     em.store(row, plan.slotRows, {t, j});
-    em.store(arith::AddIOp::create(b, row, one), cursor, {e});
+    em.store(arith::AddIOp::create(b, rank, em.i32(1)), chunkCounts, {c, e});
   });
 }
 
@@ -107,14 +131,36 @@ struct DispatchToLoops : OpRewritePattern<DispatchOp> {
     auto slotsType = op.getSortedSlots().getType();
     auto tilesType = op.getTileExperts().getType();
     auto slotRowsType = op.getSlotRows().getType();
+    int64_t numExperts = op.getNumExperts(), tile = op.getTileRows();
+    auto &b = em.builder();
+    // The phases of Emitters.h, one after the other: histogram per chunk,
+    // ranks per expert, padded offsets, tile table, scatter per chunk.
+    Value chunks = emitSlotChunks(em, indices);
+    Value chunkCounts = em.alloc(
+        MemRefType::get({ShapedType::kDynamic, numExperts}, b.getI32Type()),
+        {chunks});
+    em.forEach(0, chunks, [&](Value c) {
+      emitChunkHistogram(em, indices, chunkCounts, c);
+    });
     Value offsets = em.alloc(offsetsType);
+    em.forEach(0, em.index(numExperts), [&](Value e) {
+      Value total = emitChunkRanks(em, chunkCounts, e);
+      em.store(total, offsets, {arith::AddIOp::create(b, e, em.index(1))});
+    });
+    emitPaddedOffsets(em, offsets, tile);
+    Value rows = em.toIndex(em.load(offsets, {em.index(numExperts)}));
     DispatchPlan plan;
-    emitDispatch(em, op, indices, offsets, [&](Value rows, Value tiles) {
-      plan.sortedSlots = em.alloc(slotsType, {rows});
-      plan.tileExperts = em.alloc(tilesType, {tiles});
-      plan.slotRows =
-          em.alloc(slotRowsType, leadingDynamicSize(slotRowsType, tokens));
-      return plan;
+    plan.sortedSlots = em.alloc(slotsType, {rows});
+    plan.tileExperts = em.alloc(
+        tilesType, {arith::DivUIOp::create(b, rows, em.index(tile))});
+    plan.slotRows =
+        em.alloc(slotRowsType, leadingDynamicSize(slotRowsType, tokens));
+    em.fill(plan.sortedSlots, em.i32(-1));
+    em.forEach(0, em.index(numExperts), [&](Value e) {
+      emitExpertTiles(em, offsets, plan.tileExperts, e, tile);
+    });
+    em.forEach(0, chunks, [&](Value c) {
+      emitChunkScatter(em, indices, chunkCounts, offsets, plan, c);
     });
     rewriter.replaceOp(op, {em.toTensor(plan.sortedSlots, slotsType),
                             em.toTensor(plan.slotRows, slotRowsType),

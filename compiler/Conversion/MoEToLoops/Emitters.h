@@ -40,16 +40,43 @@ void emitCapacity(LoopEmitter &em, TopKOp op, Value weights, Value indices,
 /// counts[e] = the slots of `indices` routed to e (-1 skipped). Sequential.
 void emitCounts(LoopEmitter &em, Value indices, Value counts);
 
-/// The buffers of a dispatch plan, given its row and tile counts.
+/// The buffers of a dispatch plan.
 struct DispatchPlan {
   Value sortedSlots, slotRows, tileExperts;
 };
-/// moe.dispatch: fills `offsets` ([experts + 1]), then asks `allocate` for
-/// the plan's buffers (`rows`, `tiles`: index values) and fills them.
-/// `allocate` may return larger buffers: rows past `rows` are then padding
-/// (slot -1) and tiles past `tiles` expert 0. Sequential.
-void emitDispatch(LoopEmitter &em, DispatchOp op, Value indices, Value offsets,
-                  function_ref<DispatchPlan(Value rows, Value tiles)> allocate);
+/// moe.dispatch as a stable counting sort in phases that each run over
+/// slot chunks or over experts, independently, so a target may run them in
+/// a loop or one thread per chunk or expert. Slots are taken token-major in
+/// chunks of kSlotChunk; `chunkCounts` ([chunks, E] i32 scratch) carries
+/// the phases. In order:
+///   1. emitChunkHistogram, every chunk c;
+///   2. emitChunkRanks, every expert e, storing its total in offsets[e + 1];
+///   3. emitPaddedOffsets (sequential, over the experts);
+///   4. the plan's buffers: sortedSlots filled with -1 (rows past
+///      offsets[E] are padding), tileExperts with 0 where buffers are
+///      larger than offsets[E] / tile; then emitExpertTiles, every expert;
+///   5. emitChunkScatter, every chunk.
+/// The result does not depend on the chunking (token order within each
+/// expert), so CPU and GPU plans are identical.
+constexpr int64_t kSlotChunk = 256;
+/// ceil(T k / kSlotChunk) for `indices` [T, k].
+Value emitSlotChunks(LoopEmitter &em, Value indices);
+/// chunkCounts[c, :] = the slots of chunk c routed to each expert.
+void emitChunkHistogram(LoopEmitter &em, Value indices, Value chunkCounts,
+                        Value c);
+/// chunkCounts[:, e] becomes its exclusive prefix sum over the chunks (the
+/// rank among e's slots of chunk c's first); returns e's total (i32).
+Value emitChunkRanks(LoopEmitter &em, Value chunkCounts, Value e);
+/// With offsets[e + 1] = count[e]: offsets[0] = 0, offsets[e + 1] =
+/// offsets[e] + roundup(count[e], tile).
+void emitPaddedOffsets(LoopEmitter &em, Value offsets, int64_t tile);
+/// tileExperts[i] = e for expert e's tiles.
+void emitExpertTiles(LoopEmitter &em, Value offsets, Value tileExperts,
+                     Value e, int64_t tile);
+/// Places chunk c's slots: sortedSlots[row] = slot, slotRows[t, j] = row
+/// (-1 for a dropped slot); chunkCounts[c, :] serves as its cursors.
+void emitChunkScatter(LoopEmitter &em, Value indices, Value chunkCounts,
+                      Value offsets, const DispatchPlan &plan, Value c);
 
 /// moe.combine for token t: out[t] = addend[t] (or 0) + the rows of its
 /// slots, in choice order.

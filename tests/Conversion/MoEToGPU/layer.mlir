@@ -12,11 +12,19 @@
 // CHECK:       %[[PADDED:.*]] = arith.addi %[[SLOTS]], %c1016 : index
 // CHECK:       %[[TILES:.*]] = arith.divui %[[PADDED]], %c128{{[_0-9]*}} : index
 // CHECK:       %[[RMAX:.*]] = arith.muli %[[TILES]], %c128{{[_0-9]*}} : index
+// The sort in three kernels: a histogram per chunk of 256 slots (a thread
+// each), the ranks, offsets and tile table in one block, the scatter per
+// chunk; the chunk counts are scratch.
+// CHECK:       %[[CHUNKS:.*]] = arith.ceildivui %{{.*}}, %c256 : index
+// CHECK:       %[[COUNTS:.*]] = gpu.alloc  (%[[CHUNKS]]) : memref<?x8xi32>
 // CHECK:       gpu.alloc  () : memref<9xi32>
 // CHECK:       gpu.alloc  (%[[RMAX]]) : memref<?xi32>
 // CHECK:       gpu.alloc  (%[[TILES]]) : memref<?xi32>
-// The sort runs on one device thread.
-// CHECK:       gpu.launch_func  @moe_kernels::@dispatch blocks in (%c1{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c1{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}})
+// CHECK:       %[[BLOCKS:.*]] = arith.ceildivui %[[CHUNKS]], %c128{{[_0-9]*}} : index
+// CHECK:       gpu.launch_func  @moe_kernels::@dispatch_histogram blocks in (%[[BLOCKS]], %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128
+// CHECK:       gpu.launch_func  @moe_kernels::@dispatch_offsets blocks in (%c1{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c256
+// CHECK:       gpu.launch_func  @moe_kernels::@dispatch_scatter blocks in (%[[BLOCKS]],
+// CHECK:       gpu.dealloc  %[[COUNTS]]
 // CHECK:       gpu.launch_func  @moe_kernels::@expert_ffn_gate_up
 // CHECK:       gpu.launch_func  @moe_kernels::@expert_ffn_down
 // The shared expert: one row per token, padded to 16.
@@ -25,7 +33,8 @@
 // CHECK:       gpu.launch_func  @moe_kernels::@shared_ffn_down
 // CHECK-SAME:    memref<1x64xf32>
 // CHECK:       gpu.launch_func  @moe_kernels::@combine
-// CHECK:       gpu.launch_func  @moe_kernels::@stats
+// CHECK:       gpu.launch_func  @moe_kernels::@stats_histogram
+// CHECK:       gpu.launch_func  @moe_kernels::@stats_totals
 // CHECK-NOT:   moe.
 
 // CHECK:       gpu.module @moe_kernels
@@ -37,13 +46,23 @@
 // Per-thread selection scratch.
 // CHECK:         memref.alloca() {alignment = 64 : i64} : memref<8xf32>
 // CHECK:         memref.alloca() {alignment = 64 : i64} : memref<8xi8>
-// CHECK:       gpu.func @dispatch({{.*}}) kernel attributes {known_block_size = array<i32: 1, 1, 1>}
+// CHECK:       gpu.func @dispatch_histogram({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// CHECK:       gpu.func @dispatch_offsets({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>}
+// Ranks and fills, a barrier, the padded scan on one thread, a barrier, the
+// tile table.
+// CHECK:         scf.for %{{.*}} = %{{.*}} to %c8{{[_0-9]*}} step %c256
+// CHECK:         gpu.barrier
+// CHECK:         scf.if
+// CHECK:         gpu.barrier
+// CHECK:         scf.for %{{.*}} = %{{.*}} to %c8{{[_0-9]*}} step %c256
+// CHECK:       gpu.func @dispatch_scatter({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // CHECK:       gpu.func @expert_ffn_gate_up(
 // CHECK:         nvvm.mma.sync
 // CHECK:       gpu.func @shared_ffn_down(
 // CHECK:         nvvm.mma.sync
 // CHECK:       gpu.func @combine(
-// CHECK:       gpu.func @stats(
+// CHECK:       gpu.func @stats_histogram(
+// CHECK:       gpu.func @stats_totals(
 func.func @qwen2(%x: tensor<?x64xf32>, %r: tensor<8x64xf32>, %g: tensor<8x32x64xf32>,
                  %u: tensor<8x32x64xf32>, %d: tensor<8x64x32xf32>, %sg: tensor<64x64xf32>,
                  %su: tensor<64x64xf32>, %sd: tensor<64x64xf32>, %seg: tensor<1x64xf32>)

@@ -1,15 +1,24 @@
 // RUN: moe-opt %s --convert-moe-to-loops | FileCheck %s
 
-// The counting sort: counts into expert_offsets[e + 1], a padded scan, then
-// the row count sizes the plan's buffers; padding rows hold -1.
+// The counting sort in phases: a histogram per chunk of 256 slots, ranks
+// per expert (exclusive sums over the chunks, totals into
+// expert_offsets[e + 1]), the padded scan, then the row count sizes the
+// plan's buffers (padding rows hold -1), the tile table per expert and the
+// scatter per chunk.
 // CHECK-LABEL: func @dispatch
+// CHECK: %[[CHUNKS:.*]] = arith.ceildivui %{{.*}}, %c256 : index
+// CHECK: %[[COUNTS:.*]] = memref.alloc(%[[CHUNKS]]) {alignment = 64 : i64} : memref<?x8xi32>
+// CHECK: scf.for %[[C:.*]] = %{{.*}} to %[[CHUNKS]]
+// CHECK: memref.store %{{.*}}, %[[COUNTS]][%[[C]], %{{.*}}] : memref<?x8xi32>
 // CHECK: %[[OFFSETS:.*]] = memref.alloc() {alignment = 64 : i64} : memref<9xi32>
+// CHECK: scf.for %{{.*}} iter_args(%{{.*}} = %{{.*}}) -> (i32)
 // CHECK: %[[TILE:.*]] = arith.constant 4 : i32
 // CHECK: arith.divui %{{.*}}, %[[TILE]] : i32
 // CHECK: %[[ROWS:.*]] = arith.index_cast %{{.*}} : i32 to index
 // CHECK: %[[SORTED:.*]] = memref.alloc(%[[ROWS]]) {alignment = 64 : i64} : memref<?xi32>
 // CHECK: linalg.fill ins(%{{.*}} : i32) outs(%[[SORTED]] : memref<?xi32>)
-// CHECK: memref.alloca() {alignment = 64 : i64} : memref<8xi32>
+// CHECK: scf.for %{{.*}} = %{{.*}} to %[[CHUNKS]]
+// CHECK: memref.store %{{.*}}, %[[SORTED]]
 func.func @dispatch(%i: tensor<?x2xi32>) -> (tensor<?xi32>, tensor<?x2xi32>, tensor<9xi32>, tensor<?xi32>) {
   %r, %s, %o, %t = moe.dispatch %i experts = 8 tile_rows = 4
       : tensor<?x2xi32> -> tensor<?xi32>, tensor<?x2xi32>, tensor<9xi32>, tensor<?xi32>

@@ -357,8 +357,10 @@ Shape shapeOf(const std::string &family) {
 
 /// The launches of the GPU pipeline (docs/gpu.md) for T, from the formulas:
 /// one thread per token in blocks of 128 for routing and combine; the
-/// dispatch's rows R_max = floor((T k + E (tile - 1)) / tile) tile with
-/// tile 128; FFN warps of 16 rows by 32 columns.
+/// dispatch and the statistics over chunks of 256 slots (a thread each, in
+/// blocks of 128), the dispatch's ranks in one block of 256; its rows
+/// R_max = floor((T k + E (tile - 1)) / tile) tile with tile 128; FFN warps
+/// of 16 rows by 32 columns.
 std::vector<Expected> pipelineLaunches(const Shape &s, int64_t t) {
   const int64_t tile = 128, H = s.hidden, E = s.experts, k = s.k, I = s.width,
                 S = s.shared;
@@ -366,16 +368,26 @@ std::vector<Expected> pipelineLaunches(const Shape &s, int64_t t) {
   int64_t rows = (t * k + E * (tile - 1)) / tile * tile;
   int64_t padded = ceilDiv(t, 16) * 16;
   uint64_t tokenBlocks = uint64_t(ceilDiv(t, 128));
+  int64_t chunks = ceilDiv(t * k, 256);
+  uint64_t chunkBlocks = uint64_t(ceilDiv(chunks, 128));
   std::vector<Expected> launches = {
       {"router",
        {tokenBlocks, 1, 1},
        {128, 1, 1},
        {{t, H}, {E, H}, {t, E}, {t, E}}},
       {"topk", {tokenBlocks, 1, 1}, {128, 1, 1}, {{t, E}, {t, k}, {t, k}}},
-      {"dispatch",
+      {"dispatch_histogram",
+       {chunkBlocks, 1, 1},
+       {128, 1, 1},
+       {{t, k}, {chunks, E}}},
+      {"dispatch_offsets",
        {1, 1, 1},
-       {1, 1, 1},
-       {{t, k}, {E + 1}, {rows}, {t, k}, {rows / tile}}},
+       {256, 1, 1},
+       {{chunks, E}, {E + 1}, {rows}, {rows / tile}}},
+      {"dispatch_scatter",
+       {chunkBlocks, 1, 1},
+       {128, 1, 1},
+       {{t, k}, {chunks, E}, {E + 1}, {rows}, {t, k}}},
       {"expert_ffn_gate_up",
        {uint64_t(rows / 16), uint64_t(ceilDiv(I, 32)), 1},
        {32, 1, 1},
@@ -409,7 +421,12 @@ std::vector<Expected> pipelineLaunches(const Shape &s, int64_t t) {
                         {128, 1, 1},
                         {{rows, H}, {t, k}, {t, H}}});
   }
-  launches.push_back({"stats", {1, 1, 1}, {1, 1, 1}, {{t, k}, {E}}});
+  launches.push_back(
+      {"stats_histogram", {chunkBlocks, 1, 1}, {128, 1, 1}, {{t, k}, {chunks, E}}});
+  launches.push_back({"stats_totals",
+                      {uint64_t(ceilDiv(E, 128)), 1, 1},
+                      {128, 1, 1},
+                      {{chunks, E}, {E}}});
   return launches;
 }
 
@@ -942,9 +959,17 @@ TEST_CASE("cuda layer: compiled examples replay their launch plan",
           CHECK(
               deviceBytes(ds[0][1].aligned, size_t(s.experts * s.hidden * 4)) ==
               converted(checkpoint, prefix + "gate.weight", FloatFormat::F32));
+          auto launchIndex = [&](const std::string &name) {
+            size_t i = 0;
+            while (i < expected.size() && expected[i].kernel != name)
+              ++i;
+            REQUIRE(i < expected.size());
+            return i;
+          };
           const json &args = metadata["arguments"];
+          size_t gateUp = launchIndex("expert_ffn_gate_up");
           for (size_t a = 3; a <= 4; ++a) { // gate_up's stacked weights
-            const json &ref = planLaunches[3]["args"][a];
+            const json &ref = planLaunches[gateUp]["args"][a];
             REQUIRE(ref.contains("arg"));
             const json &arg = args[ref["arg"].get<size_t>()];
             REQUIRE(arg["dtype"] == "bf16");
@@ -954,7 +979,7 @@ TEST_CASE("cuda layer: compiled examples replay their launch plan",
               name.replace(name.find("{e}"), 3, std::to_string(e));
               want += converted(checkpoint, prefix + name, FloatFormat::BF16);
             }
-            CHECK(deviceBytes(ds[3][a].aligned, want.size()) == want);
+            CHECK(deviceBytes(ds[gateUp][a].aligned, want.size()) == want);
           }
 
           // One pointer per plan buffer; buffers and x do not overlap.
@@ -989,7 +1014,7 @@ TEST_CASE("cuda layer: compiled examples replay their launch plan",
           }
 
           // y and the statistics are what the result buffers held.
-          const Descriptor &out = ds[ds.size() - 2].back();
+          const Descriptor &out = ds[launchIndex("combine")].back();
           CHECK(out.sizes == std::vector<int64_t>{t, s.hidden});
           CHECK(bytesOf(y) == deviceBytes(out.aligned, y.size() * 4));
           int64_t tokens = -1;
