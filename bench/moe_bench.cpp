@@ -3,7 +3,7 @@
 //   moe-bench CONFIG|LAYER.so [--weights FILE | --random-weights] [--prefix P]
 //             [--dtype f32|bf16] --tokens 1,16,128,1024 [--threads N]
 //             [--baselines torch,blas] [--json OUT.json] [--plot OUT.png]
-//             [--repeats R] [--warmup W]
+//             [--repeats R] [--warmup W] [--device cpu|cuda]
 //
 // In one run: the machine's limits (FMA throughput, read bandwidth) from
 // probes of its own, the compiled layer through libmoert, and each baseline
@@ -12,6 +12,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "blas_baseline.h"
+#include "cuda_bench.h"
 #include "probes.h"
 #include "spec.h"
 #include "tensor_io.h"
@@ -58,7 +59,7 @@ constexpr const char *kUsage =
                  [--dtype f32|bf16] [--tokens 1,16,128,1024] [--threads N]
                  [--baselines torch,blas] [--json OUT.json] [--plot OUT.png]
                  [--repeats R] [--warmup W] [--config CONFIG] [--seed S]
-                 [--warm-caches] [--keep-tmp]
+                 [--warm-caches] [--keep-tmp] [--device cpu|cuda]
 
 Times a moec-compiled MoE layer against baselines on the same weights and
 inputs, next to the machine's measured limits (docs/bench.md).
@@ -87,6 +88,14 @@ inputs, next to the machine's measured limits (docs/bench.md).
   --seed S          seed of the random weights and inputs (default 1)
   --warm-caches     do not evict the caches between timed runs
   --keep-tmp        keep the temporary directory (printed)
+  --device D        cpu or cuda (default: what LAYER.so was compiled for; cpu
+                    for a CONFIG, compiled with --target cuda for cuda). On
+                    cuda the limits are the device's copy bandwidth (a probe
+                    of its own) and the dense bf16 matmul rate (PyTorch's
+                    cuBLAS, 8192^3); the layer is timed on device memory with
+                    CUDA events; the baselines are torch (the Hugging Face
+                    loop on the GPU, bf16) and torch_grouped_mm
+                    (torch._grouped_mm); expert weights default to bf16
 )";
 
 [[noreturn]] void usageError(const std::string &msg) {
@@ -95,11 +104,12 @@ inputs, next to the machine's measured limits (docs/bench.md).
 }
 
 struct Options {
-  std::string target, weights, prefix, dtype, jsonOut, plotOut, config;
+  std::string target, weights, prefix, dtype, jsonOut, plotOut, config, device;
   bool randomWeights = false, warmCaches = false, keepTmp = false;
   std::vector<int64_t> tokens = {1, 16, 128, 1024};
   int threads = 0;
   std::vector<std::string> baselines = {"torch", "blas"};
+  bool baselinesGiven = false;
   int repeats = 10, warmup = 2;
   uint64_t seed = 1;
 };
@@ -150,8 +160,12 @@ Options parseArgs(int argc, char **argv) {
       if (o.tokens.empty()) usageError("--tokens needs at least one count");
     } else if (a == "--threads") {
       o.threads = int(parseInt("--threads", value(), 1, 1024));
+    } else if (a == "--device") {
+      o.device = value();
+      if (o.device != "cpu" && o.device != "cuda") usageError("--device is cpu or cuda, not '" + o.device + "'");
     } else if (a == "--baselines") {
       o.baselines.clear();
+      o.baselinesGiven = true;
       for (const std::string &b : splitList(value())) {
         if (b == "none") continue;
         if (b != "torch" && b != "blas") usageError("unknown baseline '" + b + "' (torch, blas or none)");
@@ -403,6 +417,9 @@ struct Run {
   std::string layerPath, weightsPath, prefix, dtype;
   FmaProbe fma;
   ReadProbe read;
+  bool cuda = false;
+  CudaCopyProbe copy;            // cuda: the device and its copy bandwidth
+  double denseBf16Tflops = 0;    // cuda: torch's 8192^3 bf16 matmul; 0 if unknown
   std::vector<float> x;  // [maxTokens, hidden]
   std::map<int64_t, std::vector<float>> moecOut;
   std::vector<Measurement> results;
@@ -417,8 +434,9 @@ void compileLayer(Run &r) {
     throw Error(fmt::format("no moec next to moe-bench (looked for {})", moec));
   r.layerPath = gTmpDir + "/layer.so";
   gProgress.phase(fmt::format("compiling {} (--weight-dtype {})", r.opt.target, r.dtype));
-  ProcResult p = runProcess({moec, "compile", r.opt.target, "-o", r.layerPath, "--weight-dtype", r.dtype},
-                            {}, false);
+  std::vector<std::string> args = {moec, "compile", r.opt.target, "-o", r.layerPath, "--weight-dtype", r.dtype};
+  if (r.cuda) args.insert(args.end(), {"--target", "cuda"});
+  ProcResult p = runProcess(args, {}, false);
   if (p.status != 0) throw Error(fmt::format("moec compile {} failed (exit status {})", r.opt.target, p.status));
 }
 
@@ -432,10 +450,17 @@ std::vector<TensorToWrite> randomTensors(const LayerInfo &l, const std::string &
   return out;
 }
 
+const Measurement *find(const Run &r, int64_t T, const std::string &impl);
+
 void measureMoec(Run &r, LayerHandle &h) {
   const Options &o = r.opt;
   h.check(moert_layer_set_threads(h.p, o.threads), "moert_layer_set_threads");
   std::vector<int64_t> perExpert(size_t(r.layer.experts));
+  std::unique_ptr<CudaLayerTimer> cuda;
+  if (r.cuda) {
+    gProgress.phase("moec: the input on the device");
+    cuda = std::make_unique<CudaLayerTimer>(h.p, r.x.data(), o.tokens.back(), r.layer.hidden);
+  }
   for (int64_t T : o.tokens) {
     std::vector<float> y(size_t(T * r.layer.hidden));
     moert_status st = MOERT_OK;
@@ -443,10 +468,17 @@ void measureMoec(Run &r, LayerHandle &h) {
     m.impl = "moec";
     m.weightDtype = r.layer.expertDtype;
     m.tokens = T;
-    m.samplesMs = timeRuns(o.warmup, o.repeats, o.warmCaches, fmt::format("moec      T={:<5}", T), [&] {
-      moert_status s = moert_layer_forward(h.p, r.x.data(), T, y.data());
-      if (s != MOERT_OK) st = s;
-    });
+    if (cuda) {
+      gProgress.phase(fmt::format("moec      T={:<5}", T));
+      m.samplesMs = cuda->time(T, o.warmup, o.repeats, [](int i, int n) { gProgress.step(i, n); });
+      // One host call more, for the output and the statistics.
+      st = moert_layer_forward(h.p, r.x.data(), T, y.data());
+    } else {
+      m.samplesMs = timeRuns(o.warmup, o.repeats, o.warmCaches, fmt::format("moec      T={:<5}", T), [&] {
+        moert_status s = moert_layer_forward(h.p, r.x.data(), T, y.data());
+        if (s != MOERT_OK) st = s;
+      });
+    }
     h.check(st, "moert_layer_forward");
     int64_t tokens = 0;
     h.check(moert_layer_last_stats(h.p, perExpert.data(), &tokens), "moert_layer_last_stats");
@@ -514,7 +546,8 @@ void measureTorch(Run &r) {
                                    "--repeats", std::to_string(o.repeats),
                                    "--warmup", std::to_string(o.warmup),
                                    "--dtype", r.dtype, "--outputs", gTmpDir,
-                                   "--evict-bytes", std::to_string(o.warmCaches ? 0 : 4 * llcBytes())};
+                                   "--evict-bytes", std::to_string(o.warmCaches || r.cuda ? 0 : 4 * llcBytes())};
+  if (r.cuda) args.insert(args.end(), {"--device", "cuda", "--impls", "loop,grouped_mm", "--probe-matmul"});
   gProgress.phase("torch: starting (python3 bench/torch_baseline.py)");
   gProgress.clear();
   // Threads and wait policy must be set before torch is imported (the script
@@ -549,17 +582,25 @@ void measureTorch(Run &r) {
   json info = out;
   info.erase("results");
   r.implInfo["torch"] = info;
+  if (out.contains("dense_bf16_tflops") && out["dense_bf16_tflops"].is_number())
+    r.denseBf16Tflops = out["dense_bf16_tflops"].get<double>();
+  if (out.contains("unavailable_impls"))
+    for (const auto &[impl, why] : out["unavailable_impls"].items()) r.unavailable[impl] = why;
   std::string wdt = out.value("weight_dtype", std::string("f32"));
   for (const json &res : out.at("results")) {
     Measurement m;
-    m.impl = "torch";
+    std::string impl = res.value("impl", std::string("loop"));
+    m.impl = impl == "loop" ? "torch" : "torch_" + impl;
     m.weightDtype = wdt;
     m.tokens = res.at("tokens").get<int64_t>();
     m.samplesMs = res.at("samples_ms").get<std::vector<double>>();
     m.hit = res.at("experts_hit").get<int64_t>();
-    m.bytes = r.layer.weightBytes(m.hit, int(dtypeBytes(wdt)));
+    if (m.hit < 0)  // not counted (grouped_mm): the same routing hits what moec's did
+      if (const Measurement *moec = find(r, m.tokens, "moec")) m.hit = moec->hit;
+    m.bytes = r.layer.weightBytes(std::max<int64_t>(m.hit, 0), int(dtypeBytes(wdt)));
     auto it = r.moecOut.find(m.tokens);
-    std::string yPath = fmt::format("{}/torch_y_{}.f32", gTmpDir, m.tokens);
+    std::string yPath = impl == "loop" ? fmt::format("{}/torch_y_{}.f32", gTmpDir, m.tokens)
+                                       : fmt::format("{}/torch_{}_y_{}.f32", gTmpDir, impl, m.tokens);
     std::ifstream f(yPath, std::ios::binary);
     if (f && it != r.moecOut.end()) {
       std::vector<float> y(it->second.size());
@@ -580,6 +621,15 @@ void finish(Run &r) {
   }
 }
 
+// The compute and bandwidth ceilings the fractions refer to: the CPU's FMA
+// and read probes, or the GPU's dense bf16 matmul rate and copy bandwidth
+// (0 when unknown).
+double computeLimitGflops(const Run &r) { return r.cuda ? r.denseBf16Tflops * 1e3 : r.fma.gflops; }
+double bandwidthLimitGbps(const Run &r) { return r.cuda ? r.copy.gbps : r.read.gbps; }
+double fraction(double value, double limit) { return limit > 0 ? value / limit : 0; }
+
+const char *const kImpls[] = {"moec", "blas", "torch", "torch_grouped_mm"};
+
 const Measurement *find(const Run &r, int64_t T, const std::string &impl) {
   for (const Measurement &m : r.results)
     if (m.tokens == T && m.impl == impl) return &m;
@@ -593,11 +643,21 @@ void printReport(const Run &r) {
   fmt::print("\nmoe-bench: {} layer: hidden {}, {} experts of width {}{}, top-{}; {} weights; {} thread{}\n",
              l.family, l.hidden, l.experts, s.inter, shared, l.topK, r.dtype, r.opt.threads,
              r.opt.threads == 1 ? "" : "s");
-  fmt::print("machine:   {}; FMA {:.1f} GFLOP/s ({}), read {:.1f} GB/s ({} stream{}/thread over {} MiB, "
-             "LLC {} MiB)\n", cpuModel(), r.fma.gflops, r.fma.isa, r.read.gbps, r.read.streams,
-             r.read.streams == 1 ? "" : "s", r.read.bufferBytes >> 20, llcBytes() >> 20);
-  fmt::print("timing:    median of {} runs after {} warm-up; caches {} between runs\n", r.opt.repeats,
-             r.opt.warmup, r.opt.warmCaches ? "kept warm" : "evicted");
+  if (r.cuda) {
+    std::string dense = r.denseBf16Tflops > 0 ? fmt::format("{:.1f} TFLOP/s (torch, 8192^3)", r.denseBf16Tflops)
+                                              : std::string("unknown (needs torch with CUDA)");
+    fmt::print("device:    {} (sm_{}{}); dense bf16 matmul {}, copy {:.1f} GB/s "
+               "(read + written, {} MiB)\n", r.copy.device, r.copy.smMajor, r.copy.smMinor, dense,
+               r.copy.gbps, r.copy.bufferBytes >> 20);
+    fmt::print("timing:    median of {} runs after {} warm-up; CUDA events around each forward\n",
+               r.opt.repeats, r.opt.warmup);
+  } else {
+    fmt::print("machine:   {}; FMA {:.1f} GFLOP/s ({}), read {:.1f} GB/s ({} stream{}/thread over {} MiB, "
+               "LLC {} MiB)\n", cpuModel(), r.fma.gflops, r.fma.isa, r.read.gbps, r.read.streams,
+               r.read.streams == 1 ? "" : "s", r.read.bufferBytes >> 20, llcBytes() >> 20);
+    fmt::print("timing:    median of {} runs after {} warm-up; caches {} between runs\n", r.opt.repeats,
+               r.opt.warmup, r.opt.warmCaches ? "kept warm" : "evicted");
+  }
   for (const auto &[impl, why] : r.unavailable.items())
     fmt::print("baseline {} unavailable: {}\n", impl, why.get<std::string>());
   for (int64_t T : r.opt.tokens) {
@@ -606,33 +666,46 @@ void printReport(const Run &r) {
     if (moec)
       fmt::print("{}/{} experts hit, {} of expert weights ({:.1f} FLOP/B)\n", moec->hit, l.experts,
                  fmtBytes(moec->bytes), l.flops(T) / moec->bytes);
-    fmt::print("  {:<6} {:<7} {:>10} {:>9} {:>9} {:>6} {:>6} {:>9} {:>9}\n", "impl", "weights", "ms",
-               "GFLOP/s", "GB/s", "%FMA", "%BW", "base/moec", "diff");
-    for (const char *impl : {"moec", "blas", "torch"}) {
+    fmt::print("  {:<16} {:<7} {:>10} {:>9} {:>9} {:>6} {:>6} {:>9} {:>9}\n", "impl", "weights", "ms",
+               "GFLOP/s", "GB/s", r.cuda ? "%MMA" : "%FMA", "%BW", "base/moec", "diff");
+    for (const char *impl : kImpls) {
       const Measurement *m = find(r, T, impl);
       if (!m) continue;
       double sec = m->ms * 1e-3;
       double gf = m->flops / sec * 1e-9, gb = m->bytes / sec * 1e-9;
       std::string ratio = (moec && m != moec) ? fmt::format("{:.2f}x", m->ms / moec->ms) : "-";
       std::string diff = m->relDiff ? fmt::format("{:.1e}", *m->relDiff) : "-";
-      fmt::print("  {:<6} {:<7} {:>10.3f} {:>9.1f} {:>9.1f} {:>5.1f}% {:>5.1f}% {:>9} {:>9}\n", impl,
-                 m->weightDtype, m->ms, gf, gb, 100 * gf / r.fma.gflops, 100 * gb / r.read.gbps, ratio,
-                 diff);
+      fmt::print("  {:<16} {:<7} {:>10.3f} {:>9.1f} {:>9.1f} {:>5.1f}% {:>5.1f}% {:>9} {:>9}\n", impl,
+                 m->weightDtype, m->ms, gf, gb, 100 * fraction(gf, computeLimitGflops(r)),
+                 100 * fraction(gb, bandwidthLimitGbps(r)), ratio, diff);
     }
   }
   fmt::print("\nGB/s: expert weights read per second (distinct experts hit x their bytes at the impl's\n"
-             "weight dtype, + shared experts); %FMA, %BW: fraction of the measured limits (FMA bounds\n"
+             "weight dtype, + shared experts); {}, %BW: fraction of the measured limits ({} bounds\n"
              "large token counts, bandwidth small ones); base/moec: baseline ms / moec ms (> 1: moec\n"
-             "is faster); diff: max |y - y_moec| / max |y_moec| on the same weights and inputs.\n");
+             "is faster); diff: max |y - y_moec| / max |y_moec| on the same weights and inputs.\n",
+             r.cuda ? "%MMA" : "%FMA", r.cuda ? "the dense bf16 matmul rate" : "FMA");
   std::fflush(stdout);
 }
 
 json toJson(const Run &r) {
-  json machine = {{"fma_gflops", r.fma.gflops}, {"read_gbps", r.read.gbps},
+  json machine = {{"fma_gflops", computeLimitGflops(r)}, {"read_gbps", bandwidthLimitGbps(r)},
                   {"threads", r.opt.threads}, {"fma_isa", r.fma.isa},
                   {"read_buffer_bytes", r.read.bufferBytes}, {"read_streams_per_thread", r.read.streams}, {"llc_bytes", llcBytes()},
                   {"cpu_model", cpuModel()},
                   {"hardware_threads", std::thread::hardware_concurrency()}};
+  if (r.cuda) {
+    // fma_gflops / read_gbps are the device's ceilings here; the CPU's
+    // probes did not run.
+    machine["device"] = r.copy.device;
+    machine["compute_capability"] = fmt::format("{}.{}", r.copy.smMajor, r.copy.smMinor);
+    machine["copy_gbps"] = r.copy.gbps;
+    machine["copy_buffer_bytes"] = r.copy.bufferBytes;
+    machine["dense_bf16_tflops"] = r.denseBf16Tflops > 0 ? json(r.denseBf16Tflops) : json(nullptr);
+    machine["dense_bf16_source"] = "torch.matmul bf16 8192x8192x8192 (cuBLAS)";
+    for (const char *cpuOnly : {"fma_isa", "read_buffer_bytes", "read_streams_per_thread", "llc_bytes"})
+      machine.erase(cpuOnly);
+  }
   json results = json::array();
   for (const Measurement &m : r.results) {
     double sec = m.ms * 1e-3;
@@ -642,8 +715,8 @@ json toJson(const Run &r) {
               {"ms_max", *std::max_element(m.samplesMs.begin(), m.samplesMs.end())},
               {"samples_ms", m.samplesMs}, {"flops", m.flops}, {"weight_bytes", m.bytes},
               {"experts_hit", m.hit}, {"intensity_flop_per_byte", m.flops / m.bytes},
-              {"fma_fraction", m.flops / sec * 1e-9 / r.fma.gflops},
-              {"bw_fraction", m.bytes / sec * 1e-9 / r.read.gbps}};
+              {"fma_fraction", fraction(m.flops / sec * 1e-9, computeLimitGflops(r))},
+              {"bw_fraction", fraction(m.bytes / sec * 1e-9, bandwidthLimitGbps(r))}};
     const Measurement *moec = find(r, m.tokens, "moec");
     if (m.impl == "moec") {
       json ratios = json::object();
@@ -667,6 +740,7 @@ json toJson(const Run &r) {
   j["family"] = r.layer.family;
   j["dtype"] = r.dtype;
   j["target"] = r.opt.target;
+  j["device"] = r.cuda ? "cuda" : "cpu";
   if (!r.configJson.is_null()) j["config"] = r.configJson;
   j["spec"] = r.spec.toJson();
   j["weights"] = r.opt.randomWeights ? json("random") : json(r.opt.weights);
@@ -704,7 +778,8 @@ int run(Options opt) {
   bool isLayer = isElf(o.target);
   if (!isLayer) {
     r.configJson = readJsonFile(o.target);
-    r.dtype = o.dtype.empty() ? "f32" : o.dtype;
+    r.cuda = o.device == "cuda";
+    r.dtype = o.dtype.empty() ? (r.cuda ? "bf16" : "f32") : o.dtype;
     compileLayer(r);
   } else {
     r.layerPath = o.target;
@@ -713,7 +788,12 @@ int run(Options opt) {
   LayerHandle h;
   h.check(moert_layer_open(r.layerPath.c_str(), &h.p), "moert_layer_open");
   r.layer = LayerInfo::fromMetadata(moert_layer_metadata(h.p));
+  bool cudaLayer = std::string(moert_layer_device(h.p)) == "cuda";
   if (isLayer) {
+    if (!o.device.empty() && (o.device == "cuda") != cudaLayer)
+      throw Error(fmt::format("--device {}: {} was compiled for {}", o.device, o.target,
+                              cudaLayer ? "cuda" : "cpu"));
+    r.cuda = cudaLayer;
     if (r.layer.expertDtype != "f32" && r.layer.expertDtype != "bf16")
       throw Error(fmt::format("{}: expert weights of dtype {} are not supported", o.target, r.layer.expertDtype));
     if (!o.dtype.empty() && o.dtype != r.layer.expertDtype)
@@ -731,11 +811,30 @@ int run(Options opt) {
   }
   r.spec.checkAgainst(r.layer);
 
+  // The baselines: blas is a CPU one; on cuda the torch script runs both of
+  // its GPU implementations.
+  if (r.cuda) {
+    std::vector<std::string> baselines;
+    for (const std::string &b : o.baselines) {
+      if (b == "blas") {
+        if (r.opt.baselinesGiven) r.unavailable["blas"] = "a CPU baseline; this is a cuda layer";
+      } else {
+        baselines.push_back(b);
+      }
+    }
+    r.opt.baselines = baselines;
+  }
+
   // 2. The machine's limits, before anything big is in memory.
-  gProgress.phase(fmt::format("probing FMA throughput on {} thread(s)", o.threads));
-  r.fma = probeFma(o.threads);
-  gProgress.phase(fmt::format("probing read bandwidth on {} thread(s)", o.threads));
-  r.read = probeReadBandwidth(o.threads);
+  if (r.cuda) {
+    gProgress.phase("probing the CUDA device's copy bandwidth");
+    r.copy = probeCudaCopy();
+  } else {
+    gProgress.phase(fmt::format("probing FMA throughput on {} thread(s)", o.threads));
+    r.fma = probeFma(o.threads);
+    gProgress.phase(fmt::format("probing read bandwidth on {} thread(s)", o.threads));
+    r.read = probeReadBandwidth(o.threads);
+  }
 
   // 3. Weights and inputs.
   r.prefix = o.prefix;

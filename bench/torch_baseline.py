@@ -4,6 +4,7 @@
     torch_baseline.py --spec SPEC.json --weights W.safetensors [--prefix P] --input X.npy
                       --tokens 1,16,... --threads N [--repeats R] [--warmup W]
                       [--dtype f32|bf16] [--outputs DIR] [--evict-bytes B]
+                      [--device cpu|cuda] [--impls loop,grouped_mm] [--probe-matmul]
 
 The block: router linear, softmax or sigmoid as the family does (with DeepSeek's groups and
 bias), top-k, renormalisation and scaling, then a loop over the experts that got tokens: select
@@ -19,6 +20,14 @@ weights are rounded to bf16 (as moec's layer stores them); the matmuls then run 
 does bf16 matmuls faster than f32 on this CPU (a probe at start decides), else the bf16 weights
 are widened to f32 once at load. Debian's torch 1.13 has no fast bf16 CPU matmul without
 AVX-512 BF16, so on AVX2 machines it runs f32 (reported as compute_dtype/weight_dtype).
+
+On --device cuda (moe-bench --device cuda): everything on the GPU in bf16, as a bf16 model runs
+(weights, router and activations), each forward timed with CUDA events. Two implementations
+(--impls): `loop`, the Hugging Face block above, and `grouped_mm`, the block as MoE libraries
+write it with torch._grouped_mm (tokens sorted by expert with a stable argsort, one grouped
+matmul for gate and up together, one for down, the routing weight applied, index_add_ back), if
+the installed torch has it. --probe-matmul also measures the dense bf16 ceiling: an
+8192x8192x8192 torch.matmul, best of ten after three warm-ups ("dense_bf16_tflops").
 
 Prints one JSON object on stdout: {"available": true, "results": [{"tokens": T,
 "samples_ms": [...], "experts_hit": H}, ...], ...}, or {"available": false, "reason": ...}
@@ -50,6 +59,10 @@ def parse_args(argv):
                    help="matmul dtype for bf16 weights (default: the faster, probed)")
     p.add_argument("--outputs")
     p.add_argument("--evict-bytes", type=int, default=0)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--impls", default="loop",
+                   help="comma-separated: loop (Hugging Face), grouped_mm (torch._grouped_mm)")
+    p.add_argument("--probe-matmul", action="store_true")
     return p.parse_args(argv)
 
 
@@ -119,6 +132,16 @@ def main(argv=None):
         return 0
     torch.set_num_threads(args.threads)
     progress = Progress()
+    cuda = args.device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        print(json.dumps({"available": False,
+                          "reason": f"torch {torch.__version__} sees no CUDA device"}))
+        return 0
+    device = torch.device(args.device)
+    impls = [i for i in args.impls.split(",") if i]
+    for impl in impls:
+        if impl not in ("loop", "grouped_mm"):
+            raise ValueError(f"unknown implementation '{impl}' (loop, grouped_mm)")
 
     with open(args.spec) as f:
         spec = json.load(f)
@@ -136,15 +159,21 @@ def main(argv=None):
     raw = read_safetensors(args.weights, [n for ns in wanted.values() for n in ns])
 
     def prepare(role, t):
+        if cuda:  # a bf16 model on the GPU: every weight bf16
+            return t.to(device=device, dtype=torch.bfloat16).contiguous()
         t = t.to(torch.bfloat16) if layer_dtypes.get(role) == "bf16" else t.to(torch.float32)
         return t.contiguous()
 
-    weights = {role: [prepare(role, raw[n]) for n in ns] for role, ns in wanted.items()}
+    weights = {}
+    for role, ns in wanted.items():  # one role at a time: host memory stays bounded
+        weights[role] = [prepare(role, raw.pop(n)) for n in ns]
     del raw
     bf16_roles = [r for r in weights if weights[r][0].dtype == torch.bfloat16]
 
     compute, probe = "f32", None
-    if bf16_roles:
+    if cuda:
+        compute = "bf16"
+    elif bf16_roles:
         compute = args.compute
         if compute == "auto":
             w = weights["up"][0]
@@ -171,7 +200,8 @@ def main(argv=None):
         return weights[role][0] if role in weights else None
 
     router, bias = w1("router"), w1("bias")
-    router = router.float()
+    if not cuda:
+        router = router.float()
     if bias is not None:
         bias = bias.float()
     act = {"silu": F.silu, "swish": F.silu, "relu": F.relu, "gelu": F.gelu,
@@ -194,10 +224,11 @@ def main(argv=None):
     capacity = spec["capacity"]
     shared = "shared_up" in weights
     shared_gate = w1("shared_expert_gate")
-    if shared_gate is not None:
+    if shared_gate is not None and not cuda:
         shared_gate = shared_gate.float()
 
-    def forward(x):
+    def route(x):
+        """(selected [T, k], routing weights [T, k]) as the Hugging Face blocks route."""
         T = x.shape[0]
         router_logits = F.linear(x, router)
         if spec["scoring"] == "softmax":
@@ -222,6 +253,20 @@ def main(argv=None):
             routing = routing / (routing.sum(dim=-1, keepdim=True) + eps)
         if scaling != 1.0:
             routing = routing * scaling
+        return selected, routing
+
+    def shared_part(x, out):
+        if shared:
+            s = mlp(x, weights["shared_gate"][0], weights["shared_up"][0],
+                    weights["shared_down"][0])
+            if shared_gate is not None:
+                s = torch.sigmoid(F.linear(x, shared_gate)) * s
+            out = out + s
+        return out
+
+    def forward(x):
+        T = x.shape[0]
+        selected, routing = route(x)
         expert_mask = F.one_hot(selected, num_classes=E)  # [T, k, E]
         if capacity:  # Switch: each expert keeps its first `capacity` slots in token order
             flat = expert_mask.view(T * k, E)
@@ -235,38 +280,63 @@ def main(argv=None):
             y = mlp(current, weights["gate"][e] if gated else None, weights["up"][e],
                     weights["down"][e]) * routing[top_x, idx, None]
             out.index_add_(0, top_x, y.to(out.dtype))
-        if shared:
-            s = mlp(x, weights["shared_gate"][0], weights["shared_up"][0],
-                    weights["shared_down"][0])
-            if shared_gate is not None:
-                s = torch.sigmoid(F.linear(x, shared_gate)) * s
-            out = out + s
-        return out, len(hit)
+        return shared_part(x, out), len(hit)
+
+    forwards = {"loop": forward}
+    unavailable = {}
+    if "grouped_mm" in impls:
+        grouped_mm = getattr(torch, "_grouped_mm", None)
+        if grouped_mm is None:
+            unavailable["torch_grouped_mm"] = f"torch {torch.__version__} has no torch._grouped_mm"
+        elif capacity:
+            unavailable["torch_grouped_mm"] = "expert capacity (Switch) is not written for it"
+        else:
+            forwards["grouped_mm"] = make_grouped_forward(
+                torch, F, route, shared_part, act, weights, E, k, gated, grouped_mm)
 
     x_all = torch.from_numpy(np.load(args.input, allow_pickle=False)).float()
+    if cuda:
+        x_all = x_all.to(device=device, dtype=torch.bfloat16)
     evict = np.ones(args.evict_bytes // 4, dtype=np.float32) if args.evict_bytes > 0 else None
     tokens = [int(t) for t in args.tokens.split(",") if t]
     results = []
+
+    def timed(fn, x):
+        """(ms, result) of one call: wall clock on the CPU, CUDA events on the GPU."""
+        if not cuda:
+            t0 = time.perf_counter()
+            result = fn(x)
+            return (time.perf_counter() - t0) * 1e3, result
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        result = fn(x)
+        stop.record()
+        stop.synchronize()
+        return start.elapsed_time(stop), result
+
     with torch.inference_mode():
-        for T in tokens:
-            x = x_all[:T].contiguous()
-            samples = []
-            total = args.warmup + args.repeats
-            label = f"torch     T={T:<5}"
-            progress.phase(label)
-            for i in range(total):
-                progress.step(f"{label} {i}/{total}")
-                if evict is not None:
-                    evict.sum()
-                t0 = time.perf_counter()
-                y, hit = forward(x)
-                t1 = time.perf_counter()
-                if i >= args.warmup:
-                    samples.append((t1 - t0) * 1e3)
-            if args.outputs:
-                y.float().numpy().astype("<f4").tofile(os.path.join(args.outputs,
-                                                                    f"torch_y_{T}.f32"))
-            results.append({"tokens": T, "samples_ms": samples, "experts_hit": hit})
+        for impl, fn in forwards.items():
+            if impl not in impls:
+                continue
+            for T in tokens:
+                x = x_all[:T].contiguous()
+                samples = []
+                total = args.warmup + args.repeats
+                label = f"torch {impl:<10} T={T:<5}"
+                progress.phase(label)
+                for i in range(total):
+                    progress.step(f"{label} {i}/{total}")
+                    if evict is not None:
+                        evict.sum()
+                    ms, (y, hit) = timed(fn, x)
+                    if i >= args.warmup:
+                        samples.append(ms)
+                if args.outputs:
+                    name = f"torch_y_{T}.f32" if impl == "loop" else f"torch_{impl}_y_{T}.f32"
+                    y.float().cpu().numpy().astype("<f4").tofile(os.path.join(args.outputs, name))
+                results.append({"tokens": T, "impl": impl, "samples_ms": samples,
+                                "experts_hit": hit})
+        dense = probe_matmul(torch) if cuda and args.probe_matmul else None
     progress.done()
     found = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
     blas = found.group(1) if found else "?"
@@ -277,8 +347,61 @@ def main(argv=None):
         "weight_dtype": wdt, "compute_dtype": wdt, "bf16_probe": probe,
         "env": {v: os.environ.get(v) for v in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS",
                                                "OPENBLAS_NUM_THREADS")},
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "dense_bf16_tflops": dense, "unavailable_impls": unavailable,
         "results": results}))
     return 0
+
+
+def make_grouped_forward(torch, F, route, shared_part, act, weights, E, k, gated, grouped_mm):
+    """The block with grouped matmuls: slots sorted by expert (stable), gate and up as one
+    [E, H, 2I] grouped product, down as one [E, I, H], weighted, index_add_ back per token.
+    Weights are stacked once here; the stacks are transposed views (column-major), the
+    layout torch._grouped_mm takes for its second operand."""
+    up = torch.stack(weights["up"])  # [E, I, H]
+    width = up.shape[1]
+    gate_up = torch.cat([torch.stack(weights["gate"]), up], dim=1) if gated else up
+    gate_up_t = gate_up.transpose(1, 2)                   # [E, H, (2)I]
+    down_t = torch.stack(weights["down"]).transpose(1, 2)  # [E, I, H]
+
+    def forward(x):
+        T = x.shape[0]
+        selected, routing = route(x)
+        flat = selected.reshape(-1)
+        order = torch.argsort(flat, stable=True)
+        offs = torch.cumsum(torch.bincount(flat, minlength=E), 0).to(torch.int32)
+        token = order // k
+        xs = x[token]
+        h = grouped_mm(xs, gate_up_t, offs=offs)
+        h = act(h[:, :width]) * h[:, width:] if gated else act(h)
+        y = grouped_mm(h, down_t, offs=offs)
+        y = y * routing.reshape(-1)[order, None].to(y.dtype)
+        out = torch.zeros_like(x).index_add_(0, token, y.to(x.dtype))
+        return shared_part(x, out), None
+
+    def counted(x):
+        out, _ = forward(x)
+        return out, -1  # experts hit: not counted (it would synchronise)
+
+    return counted
+
+
+def probe_matmul(torch, n=8192):
+    """TFLOP/s of an n x n x n bf16 matmul on the GPU: best of ten after three warm-ups."""
+    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(10):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        a @ b
+        stop.record()
+        stop.synchronize()
+        best = max(best, 2 * n ** 3 / (start.elapsed_time(stop) * 1e-3) * 1e-12)
+    return best
 
 
 if __name__ == "__main__":
