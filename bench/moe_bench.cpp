@@ -684,7 +684,7 @@ void printReport(const Run &r) {
              "weight dtype, + shared experts); {}, %BW: fraction of the measured limits ({} bounds\n"
              "large token counts, bandwidth small ones); base/moec: baseline ms / moec ms (> 1: moec\n"
              "is faster); diff: max |y - y_moec| / max |y_moec| on the same weights and inputs.\n",
-             r.cuda ? "%MMA" : "%FMA", r.cuda ? "the dense bf16 matmul rate" : "FMA");
+             r.cuda ? "%MMA" : "%FMA", r.cuda ? "MMA" : "FMA");
   std::fflush(stdout);
 }
 

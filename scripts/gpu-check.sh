@@ -7,8 +7,11 @@
 #                                         # with moe-run and libmoert into build-gpu/
 #   bash scripts/gpu-check.sh             # on the GPU machine (device tool: carry build-gpu):
 #                                         # device facts, the GPU end-to-end tests against the
-#                                         # reference; results under $OUT (default build-gpu/out)
-# Environment: PYTHON (default: python3 on PATH; it needs numpy).
+#                                         # reference, then moe-bench --device cuda on the
+#                                         # Mixtral-8x7B and DeepSeek-V3-like shapes against
+#                                         # PyTorch; results under $OUT (default build-gpu/out)
+# Environment: PYTHON (default: python3 on PATH; numpy, and torch for the baselines),
+# GPU_CHECK_BENCH=0 skips the benchmarks, GPU_CHECK_TOKENS (default 1,16,128,1024,8192).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 bundle="$src/build-gpu"
@@ -25,11 +28,18 @@ if [ "${1:-}" = --prepare ]; then
     "$src/build/bin/moec" compile "$src/examples/configs/$shape.json" --target cuda \
       -o "$bundle/layers/$shape.cuda.so"
   done
-  cp "$src/build/bin/moe-run" "$bundle/bin/"
+  cp "$src/build/bin/moe-run" "$src/build/bin/moe-bench" "$bundle/bin/"
   cp -P "$src"/build/lib/libmoert.so* "$bundle/lib/"
-  # moe-run's own RUNPATH names this build tree; the bundle uses LD_LIBRARY_PATH. libfmt
-  # travels too: the GPU machine need not have Debian's.
-  cp -L "$(ldd "$src/build/bin/moe-run" | awk '/libfmt/ {print $3}')" "$bundle/lib/"
+  # The binaries' own RUNPATH names this build tree; the bundle uses LD_LIBRARY_PATH. Their
+  # libraries travel too (the GPU machine need not have Debian's fmt or OpenBLAS), but not
+  # the C and C++ runtimes, which that machine has in a newer version.
+  for lib in $(ldd "$src/build/bin/moe-run" "$src/build/bin/moe-bench" |
+               awk '/=> \// {print $3}' | sort -u); do
+    case $(basename "$lib") in
+      libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libstdc++*|libgcc_s*|libmoert*) ;;
+      *) cp -L "$lib" "$bundle/lib/" ;;
+    esac
+  done
   du -sh "$bundle"
   echo "gpu-check: bundle ready in $bundle (carry build-gpu)"
   exit 0
@@ -56,5 +66,24 @@ tail -n 3 "$out/e2e.log"
 grep '^FAIL' "$out/e2e.log" | head -20 || true
 [ "$status" -eq 77 ] && echo "gpu-check: SKIPPED: no usable CUDA device here (see $out/e2e.log)"
 echo "gpu-check: e2e exit $status; $(( $(date +%s) - start )) s; logs in $out"
-# moe-bench --device cuda (the benchmark against PyTorch) is not built yet: docs/gpu.md.
+
+# moe-bench --device cuda on the issue's shapes: the layer on device memory against the
+# Hugging Face loop and torch._grouped_mm on the same GPU, the copy bandwidth and the dense
+# bf16 rate beside them. Random bf16 weights are written to /dev/shm (22.5 GB for DeepSeek-V3),
+# in memory rather than on the disk. Each run is bounded so a slow one leaves the others'.
+if [ "$status" -ne 77 ] && [ "${GPU_CHECK_BENCH:-1}" != 0 ]; then
+  tokens=${GPU_CHECK_TOKENS:-1,16,128,1024,8192}
+  shm=/dev/shm
+  [ -d "$shm" ] && [ -w "$shm" ] || shm=${TMPDIR:-/tmp}
+  for shape in mixtral-8x7b deepseek-v3; do
+    bench_status=0
+    TMPDIR=$shm MOE_BENCH_SCRIPT_DIR="$src/bench" MOE_BENCH_PYTHON="$python" \
+      timeout 300 "$bundle/bin/moe-bench" "$bundle/layers/$shape.cuda.so" \
+      --config "$src/examples/configs/$shape.json" --tokens "$tokens" --repeats 10 --warmup 3 \
+      --json "$out/bench-$shape.json" >"$out/bench-$shape.txt" 2>&1 || bench_status=$?
+    tail -n 40 "$out/bench-$shape.txt"
+    echo "gpu-check: moe-bench $shape exit $bench_status; $(( $(date +%s) - start )) s"
+    [ "$bench_status" -eq 0 ] || [ "$status" -ne 0 ] || status=1
+  done
+fi
 exit $status
