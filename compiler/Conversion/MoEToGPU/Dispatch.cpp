@@ -9,7 +9,7 @@
 //   R_max = floor((T k + E (tile - 1)) / tile) * tile,
 // so the FFN kernels launch over R_max rows; rows past the real count are
 // padding (slot -1, expert 0) and come out as zero. The combine runs one
-// thread per token, summing its slots in choice order.
+// thread per output element, summing its token's slots in choice order.
 //
 //===----------------------------------------------------------------------===//
 
@@ -136,11 +136,25 @@ struct CombineToGPU : KernelPattern<CombineOp> {
     gpu::GPUFuncOp kernel = createKernel(
         rewriter, kernels, "combine", args, kTokenBlock, op.getLoc(),
         [&](LoopEmitter &em, ValueRange args) {
-          Value slotRows = args[1];
-          forThisToken(em, em.dim(slotRows, 0), [&](Value t) {
-            emitCombineToken(em, args[0], slotRows,
-                             addend ? args[2] : Value(), args.back(), t);
-          });
+          auto &b = em.builder();
+          // Block x = token t, block y and thread = column h: a warp reads
+          // 32 consecutive columns of each row.
+          Value t = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+          Value h = arith::AddIOp::create(
+              b,
+              arith::MulIOp::create(
+                  b, gpu::BlockIdOp::create(b, gpu::Dimension::y),
+                  em.index(kTokenBlock)),
+              gpu::ThreadIdOp::create(b, gpu::Dimension::x));
+          Value out = args.back();
+          em.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ult, h,
+                                          em.dim(out, 1)),
+                    [&] {
+                      em.store(emitCombineElement(em, args[0], args[1],
+                                                  addend ? args[2] : Value(),
+                                                  t, h),
+                               out, {t, h});
+                    });
         });
 
     LoopEmitter em(rewriter, op.getLoc());
@@ -151,7 +165,11 @@ struct CombineToGPU : KernelPattern<CombineOp> {
     if (addend)
       operands.push_back(em.toBuffer(op.getAddend()));
     operands.push_back(out);
-    launch(em, kernel, tokenBlocks(em, tokens), operands);
+    if (outType.isDynamicDim(1))
+      return rewriter.notifyMatchFailure(op, "the hidden size must be static");
+    int64_t hidden = outType.getDimSize(1);
+    launch(em, kernel, tokens, operands,
+           em.index((hidden + kTokenBlock - 1) / kTokenBlock));
     rewriter.replaceOp(op, em.toTensor(out, op.getOutput().getType()));
     return success();
   }

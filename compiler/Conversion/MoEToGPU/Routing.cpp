@@ -1,9 +1,10 @@
 //===- Routing.cpp - moe.router/topk/stats to GPU kernels -----------------===//
 //
-// One thread per token runs the same per-token code as the CPU loops
-// (compiler/Conversion/MoEToLoops/Emitters.h): the router's dot products
-// and scoring, then the selection. What depends on token order (the
-// capacity, the counts) runs on one thread, on the device, so a forward
+// The router's dot products one thread per (token, expert), then the
+// per-token code of the CPU loops (compiler/Conversion/MoEToLoops/
+// Emitters.h) one thread per token: the softmax, the selection. The counts
+// run as the dispatch's histogram; the capacity, which depends on token
+// order across the batch, on one thread. All on the device, so a forward
 // never waits for the host.
 //
 //===----------------------------------------------------------------------===//
@@ -26,37 +27,54 @@ struct RouterToGPU : KernelPattern<RouterOp> {
     int64_t experts = op.getWeight().getType().getDimSize(0);
     bool softmax = op.getScoring() == ScoringFunc::softmax;
     MemRefType logitsType = bufferType(op.getLogits());
-    // router(x, w, logits, scores)
-    gpu::GPUFuncOp kernel = createKernel(
-        rewriter, kernels, "router",
+    // router_logits(x, w, logits, scores): one thread per (token, expert),
+    // consecutive threads on consecutive experts of one token, so a warp
+    // reads the token's row once (broadcast) and streams 32 weight rows;
+    // sigmoid scores come out here too.
+    gpu::GPUFuncOp logitsKernel = createKernel(
+        rewriter, kernels, "router_logits",
         {bufferType(op.getInput()), bufferType(op.getWeight()), logitsType,
          logitsType},
         kTokenBlock, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
+          auto &b = em.builder();
           Value x = args[0], w = args[1], logits = args[2], scores = args[3];
-          forThisToken(em, em.dim(x, 0), [&](Value t) {
-            em.forEach(0, em.index(experts), [&](Value e) {
-              Value dot = em.sum(
-                  em.index(0), em.index(hidden),
-                  [&](Value h) {
-                    return em.mul(em.load(x, {t, h}), em.load(w, {e, h}));
-                  },
-                  /*fast=*/false);
-              em.store(dot, logits, {t, e});
-              if (!softmax)
-                em.store(em.sigmoid(dot), scores, {t, e});
-            });
-            if (softmax)
-              emitSoftmaxRow(em, logits, scores, t, em.index(experts));
+          Value pairs = arith::MulIOp::create(b, em.dim(x, 0), em.index(experts));
+          forThisThread(em, pairs, [&](Value i) {
+            Value t = arith::DivUIOp::create(b, i, em.index(experts));
+            Value e = arith::RemUIOp::create(b, i, em.index(experts));
+            Value dot = em.sum(
+                em.index(0), em.index(hidden),
+                [&](Value h) {
+                  return em.mul(em.load(x, {t, h}), em.load(w, {e, h}));
+                },
+                /*fast=*/false);
+            em.store(dot, logits, {t, e});
+            if (!softmax)
+              em.store(em.sigmoid(dot), scores, {t, e});
           });
         });
+    // router_softmax(logits, scores): one thread per token.
+    gpu::GPUFuncOp softmaxKernel;
+    if (softmax)
+      softmaxKernel = createKernel(
+          rewriter, kernels, "router_softmax", {logitsType, logitsType},
+          kTokenBlock, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
+            forThisToken(em, em.dim(args[0], 0), [&](Value t) {
+              emitSoftmaxRow(em, args[0], args[1], t, em.index(experts));
+            });
+          });
 
     LoopEmitter em(rewriter, op.getLoc());
     Value x = em.toBuffer(op.getInput());
     Value tokens = em.dim(x, 0);
     Value logits = deviceAlloc(em, logitsType, {tokens});
     Value scores = deviceAlloc(em, logitsType, {tokens});
-    launch(em, kernel, tokenBlocks(em, tokens),
+    launch(em, logitsKernel,
+           tokenBlocks(em, arith::MulIOp::create(em.builder(), tokens,
+                                                 em.index(experts))),
            {x, em.toBuffer(op.getWeight()), logits, scores});
+    if (softmax)
+      launch(em, softmaxKernel, tokenBlocks(em, tokens), {logits, scores});
     rewriter.replaceOp(op, {em.toTensor(logits, op.getLogits().getType()),
                             em.toTensor(scores, op.getScores().getType())});
     return success();

@@ -29,6 +29,24 @@ void mlir::moe::emitCombineToken(LoopEmitter &em, Value rows, Value slotRows,
   });
 }
 
+Value mlir::moe::emitCombineElement(LoopEmitter &em, Value rows,
+                                   Value slotRows, Value addend, Value t,
+                                   Value h) {
+  auto &b = em.builder();
+  Value init = addend ? em.load(addend, {t, h}) : em.f32(0.0);
+  return em.reduce(em.index(0), em.dim(slotRows, 1), {init},
+                   [&](Value j, ValueRange acc) -> SmallVector<Value> {
+                     Value row = em.load(slotRows, {t, j});
+                     Value routed = arith::CmpIOp::create(
+                         b, arith::CmpIPredicate::sge, row, em.i32(0));
+                     // A dropped slot reads row 0 and adds nothing.
+                     Value r = em.toIndex(
+                         arith::SelectOp::create(b, routed, row, em.i32(0)));
+                     Value sum = em.add(acc[0], em.load(rows, {r, h}));
+                     return {arith::SelectOp::create(b, routed, sum, acc[0])};
+                   })[0];
+}
+
 namespace {
 /// y[t] = addend[t] + rows[slot_rows[t, 0]] + ... + rows[slot_rows[t, k-1]],
 /// in that order, so the result never depends on the plan's row order.

@@ -78,6 +78,12 @@ void emitExpertTiles(LoopEmitter &em, Value offsets, Value tileExperts,
 void emitChunkScatter(LoopEmitter &em, Value indices, Value chunkCounts,
                       Value offsets, const DispatchPlan &plan, Value c);
 
+/// moe.combine for one element: addend[t, h] (or 0) + rows[r_j, h] over the
+/// routed slots j of token t in choice order, the additions in the order
+/// emitCombineToken makes them (so the same bits).
+Value emitCombineElement(LoopEmitter &em, Value rows, Value slotRows,
+                         Value addend, Value t, Value h);
+
 /// moe.combine for token t: out[t] = addend[t] (or 0) + the rows of its
 /// slots, in choice order.
 void emitCombineToken(LoopEmitter &em, Value rows, Value slotRows,

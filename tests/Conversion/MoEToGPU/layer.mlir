@@ -6,7 +6,11 @@
 
 // CHECK-LABEL: func.func @qwen2
 // CHECK:       %[[T:.*]] = memref.dim %{{.*}}, %c0 : memref<?x64xf32>
-// CHECK:       gpu.launch_func  @moe_kernels::@router blocks in (%{{.*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128
+// The router's logits one thread per (token, expert), the softmax one per token.
+// CHECK:       %[[PAIRS:.*]] = arith.muli %[[T]], %c8{{[_0-9]*}} : index
+// CHECK:       %[[PAIR_BLOCKS:.*]] = arith.ceildivui %[[PAIRS]], %c128{{[_0-9]*}} : index
+// CHECK:       gpu.launch_func  @moe_kernels::@router_logits blocks in (%[[PAIR_BLOCKS]], %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128
+// CHECK:       gpu.launch_func  @moe_kernels::@router_softmax
 // CHECK:       gpu.launch_func  @moe_kernels::@topk
 // CHECK:       %[[SLOTS:.*]] = arith.muli %{{.*}}, %c2{{[_0-9]*}} : index
 // CHECK:       %[[PADDED:.*]] = arith.addi %[[SLOTS]], %c1016 : index
@@ -32,15 +36,19 @@
 // CHECK:       gpu.launch_func  @moe_kernels::@shared_ffn_gate_up
 // CHECK:       gpu.launch_func  @moe_kernels::@shared_ffn_down
 // CHECK-SAME:    memref<1x64xf32>
-// CHECK:       gpu.launch_func  @moe_kernels::@combine
+// The combine: a block per token (x) and per 128 columns (y).
+// CHECK:       gpu.launch_func  @moe_kernels::@combine blocks in (%{{.*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128
 // CHECK:       gpu.launch_func  @moe_kernels::@stats_histogram
 // CHECK:       gpu.launch_func  @moe_kernels::@stats_totals
 // CHECK-NOT:   moe.
 
 // CHECK:       gpu.module @moe_kernels
-// CHECK:       gpu.func @router({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// CHECK:       gpu.func @router_logits({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // CHECK:         gpu.block_id  x
 // CHECK:         gpu.thread_id  x
+// CHECK:         arith.divui
+// CHECK:         arith.remui
+// CHECK:       gpu.func @router_softmax(
 // CHECK:         math.exp
 // CHECK:       gpu.func @topk(
 // Per-thread selection scratch.
@@ -61,6 +69,9 @@
 // CHECK:       gpu.func @shared_ffn_down(
 // CHECK:         nvvm.mma.sync
 // CHECK:       gpu.func @combine(
+// CHECK:         gpu.block_id  y
+// CHECK:         scf.for {{.*}} iter_args
+// CHECK:         arith.select
 // CHECK:       gpu.func @stats_histogram(
 // CHECK:       gpu.func @stats_totals(
 func.func @qwen2(%x: tensor<?x64xf32>, %r: tensor<8x64xf32>, %g: tensor<8x32x64xf32>,

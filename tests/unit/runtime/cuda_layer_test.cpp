@@ -356,7 +356,9 @@ Shape shapeOf(const std::string &family) {
 }
 
 /// The launches of the GPU pipeline (docs/gpu.md) for T, from the formulas:
-/// one thread per token in blocks of 128 for routing and combine; the
+/// the router's logits one thread per (token, expert), softmax and top-k one
+/// per token, in blocks of 128; the combine one per output element (a block
+/// per token and 128 columns); the
 /// dispatch and the statistics over chunks of 256 slots (a thread each, in
 /// blocks of 128), the dispatch's ranks in one block of 256; its rows
 /// R_max = floor((T k + E (tile - 1)) / tile) tile with tile 128; FFN warps
@@ -371,10 +373,11 @@ std::vector<Expected> pipelineLaunches(const Shape &s, int64_t t) {
   int64_t chunks = ceilDiv(t * k, 256);
   uint64_t chunkBlocks = uint64_t(ceilDiv(chunks, 128));
   std::vector<Expected> launches = {
-      {"router",
-       {tokenBlocks, 1, 1},
+      {"router_logits",
+       {uint64_t(ceilDiv(t * E, 128)), 1, 1},
        {128, 1, 1},
        {{t, H}, {E, H}, {t, E}, {t, E}}},
+      {"router_softmax", {tokenBlocks, 1, 1}, {128, 1, 1}, {{t, E}, {t, E}}},
       {"topk", {tokenBlocks, 1, 1}, {128, 1, 1}, {{t, E}, {t, k}, {t, k}}},
       {"dispatch_histogram",
        {chunkBlocks, 1, 1},
@@ -412,12 +415,12 @@ std::vector<Expected> pipelineLaunches(const Shape &s, int64_t t) {
                         {32, 1, 1},
                         {{padded, S}, {t, H}, {H, S}, {1, H}, {padded, H}}});
     launches.push_back({"combine",
-                        {tokenBlocks, 1, 1},
+                        {uint64_t(t), uint64_t(ceilDiv(H, 128)), 1},
                         {128, 1, 1},
                         {{rows, H}, {t, k}, {padded, H}, {t, H}}});
   } else {
     launches.push_back({"combine",
-                        {tokenBlocks, 1, 1},
+                        {uint64_t(t), uint64_t(ceilDiv(H, 128)), 1},
                         {128, 1, 1},
                         {{rows, H}, {t, k}, {t, H}}});
   }
