@@ -195,7 +195,7 @@ void CudaLayer::growArena(uint64_t bytes, const cuda::Stream *inFlight) {
     return;
   // Work still queued may read the old arena: wait for it, then free it
   // before allocating the larger one.
-  if (inFlight)
+  if (inFlight && arena_.size() > 0)
     inFlight->synchronize();
   arena_ = cuda::DeviceBuffer();
   arena_ = cuda::DeviceBuffer(device_, size_t(bytes));
@@ -207,9 +207,12 @@ void CudaLayer::forward(const float *x, int64_t tokens, float *y,
   requireWeights();
   Call call = evaluate(tokens);
   // The layer's own stream is idle between calls (each ends synchronised);
-  // calls on caller streams may not be.
-  growArena(call.layout.bytes, lastCallerStream_ ? &*lastCallerStream_ : nullptr);
-  lastCallerStream_.reset();
+  // a call on a caller's stream may still be using the arena.
+  if (lastCallerStream_) {
+    lastCallerStream_->synchronize();
+    lastCallerStream_.reset();
+  }
+  growArena(call.layout.bytes, nullptr);
   bind(call, tokens);
 
   size_t xBytes = size_t(tokens * metadata_.hiddenSize) * sizeof(float);

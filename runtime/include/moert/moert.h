@@ -147,9 +147,9 @@ MOERT_API moert_status moert_layer_forward(moert_layer *layer, const float *x,
  * host synchronisation and no host copies, so it can be captured in a CUDA
  * graph. The layer's statistics are not updated (that would need a copy
  * to the host). The arena is shared by all calls on the layer: calls must
- * be ordered on the device (one stream, or streams the caller orders), and
- * the caller must not run moert_layer_forward concurrently with queued
- * work. When a call needs a larger arena than any before, it first waits
+ * be ordered on the device (one stream, or streams the caller orders); a
+ * moert_layer_forward after them first waits for the latest one's stream.
+ * When a call needs a larger arena than any before, it first waits
  * for the previous call's stream; moert_layer_cuda_reserve sizes the arena
  * ahead (do so before capturing a graph). tokens == 0 enqueues nothing.
  * A cpu layer: MOERT_ERROR_INVALID_ARGUMENT. Errors of kernels surface at

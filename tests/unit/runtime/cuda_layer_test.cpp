@@ -833,10 +833,12 @@ TEST_CASE("cuda exec: forward on device memory and the caller's stream",
     CHECK(counter("fake_synchronizations") == syncs + 1);
     CHECK(lastStream() == 0);
     CHECK(counter("fake_host_copies") == copies);
-    // A host call after it grows nothing, and runs on the layer's stream.
+    // A host call after it waits for that stream, then runs on the layer's.
     std::vector<float> in = input(7 * kHidden);
+    int before = counter("fake_synchronizations");
     forward(layer, in, 7);
     CHECK(lastStream() != 0);
+    CHECK(counter("fake_synchronizations") == before + 2); // theirs, its own
 
     CHECK(moert_layer_forward_cuda(layer, x.get(), -1, y.get(), nullptr) ==
           MOERT_ERROR_INVALID_ARGUMENT);
