@@ -12,6 +12,8 @@ namespace moert {
 namespace {
 constexpr uint32_t kFatbinMagic = 0xba55ed50;
 constexpr size_t kFatbinHeaderBytes = 16; // magic, version, size, fat size
+/// Device pointers this aligned are passed to the kernels as they are.
+constexpr uint64_t kDirectAlignment = 16;
 
 /// Checks that `image` is what docs/abi.md promises: a 16-byte aligned
 /// fatbin whose header fits the reported size.
@@ -148,20 +150,26 @@ CudaLayer::Call CudaLayer::evaluate(int64_t tokens) const {
   return call;
 }
 
-void CudaLayer::bind(Call &call, int64_t tokens) const {
+void CudaLayer::bind(Call &call, int64_t tokens, cuda::CUdeviceptr x,
+                     cuda::CUdeviceptr y) const {
   // Every step's kernel parameters (8 bytes each), then one array of
   // pointers to them per step. Each step's array ends with a NULL entry:
   // the driver reads only as many as the kernel has, the fake driver of the
   // tests counts them.
   cuda::CUdeviceptr base = arena_.get();
   const PlanLayout &layout = call.layout;
+  if (!x)
+    x = base + layout.inputOffset;
+  size_t outputBuffer = plan_.results[0].index;
   std::vector<size_t> firstValue(plan_.steps.size() + 1, 0);
   for (size_t s = 0; s < plan_.steps.size(); ++s) {
     firstValue[s] = call.values.size();
     for (const PlanRef &ref : plan_.steps[s].args) {
       if (ref.isBuffer) {
-        appendDescriptor(call.values, base + layout.offsets[ref.index],
-                         layout.shapes[ref.index]);
+        cuda::CUdeviceptr at = y && ref.index == outputBuffer
+                                   ? y
+                                   : base + layout.offsets[ref.index];
+        appendDescriptor(call.values, at, layout.shapes[ref.index]);
         continue;
       }
       const ArgumentSpec &arg = metadata_.arguments[ref.index];
@@ -169,8 +177,7 @@ void CudaLayer::bind(Call &call, int64_t tokens) const {
       for (int64_t &size : sizes)
         size = size == -1 ? tokens : size;
       appendDescriptor(call.values,
-                       arg.role == Role::Input ? base + layout.inputOffset
-                                               : weights_[ref.index].get(),
+                       arg.role == Role::Input ? x : weights_[ref.index].get(),
                        sizes);
     }
   }
@@ -213,7 +220,7 @@ void CudaLayer::forward(const float *x, int64_t tokens, float *y,
     lastCallerStream_.reset();
   }
   growArena(call.layout.bytes, nullptr);
-  bind(call, tokens);
+  bind(call, tokens, 0, 0);
 
   size_t xBytes = size_t(tokens * metadata_.hiddenSize) * sizeof(float);
   const PlanRef &output = plan_.results[0], &stats = plan_.results[1];
@@ -249,9 +256,18 @@ void CudaLayer::enqueueForward(cuda::CUdeviceptr x, int64_t tokens,
               lastCallerStream_ ? &*lastCallerStream_ : &caller);
   }
   lastCallerStream_.emplace(cuda::Stream::borrow(device_, stream));
-  bind(call, tokens);
+  // x and y go straight into the kernels' parameters when aligned as the
+  // arena's buffers are (the kernels may load 16 bytes at a time);
+  // otherwise through the arena, with a device copy each way.
+  bool direct = x % kDirectAlignment == 0 && y % kDirectAlignment == 0;
   size_t xBytes = size_t(tokens * metadata_.hiddenSize) * sizeof(float);
   const PlanRef &output = plan_.results[0];
+  if (direct) {
+    bind(call, tokens, x, y);
+    launchAll(call, caller);
+    return;
+  }
+  bind(call, tokens, 0, 0);
   caller.copy(arena_.get() + call.layout.inputOffset, x, xBytes);
   launchAll(call, caller);
   caller.copy(y, arena_.get() + call.layout.offsets[output.index], xBytes);

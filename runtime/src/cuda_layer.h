@@ -58,8 +58,9 @@ public:
   /// call's expert counts[num_experts] on the host.
   void forward(const float *x, int64_t tokens, float *y, int64_t *counts);
   /// The forward on device memory and the caller's `stream` (same device,
-  /// its primary context): enqueues the copy of x into the arena, the plan
-  /// and the copy of the output to y, and returns. No host synchronisation
+  /// its primary context): enqueues the plan reading x and writing the
+  /// output into y (16-byte aligned pointers; others go through the arena
+  /// with a device copy each way), and returns. No host synchronisation
   /// and no host copies, so a CUDA graph can capture it; the statistics are
   /// not read back. Calls must be ordered on the device (the arena is
   /// shared); growing the arena waits for the previous call's stream, so
@@ -79,7 +80,10 @@ private:
   void prepareLocked();
   void requireWeights() const;
   Call evaluate(int64_t tokens) const;
-  void bind(Call &call, int64_t tokens) const;
+  /// The kernels' parameters: x at `x` and the output buffer at `y` (0:
+  /// both in the arena).
+  void bind(Call &call, int64_t tokens, cuda::CUdeviceptr x,
+            cuda::CUdeviceptr y) const;
   void launchAll(const Call &call, const cuda::Stream &stream) const;
   /// Makes the arena at least `bytes` long, after `inFlight` (a stream that
   /// may still use the old arena) has finished.

@@ -142,8 +142,9 @@ MOERT_API moert_status moert_layer_forward(moert_layer *layer, const float *x,
  * with x and y device pointers (CUdeviceptr values, f32, dense row-major,
  * not overlapping) on CUDA device 0's primary context (the one the CUDA
  * runtime API uses), enqueued on `stream` (a CUstream; NULL is the legacy
- * default stream). The call enqueues a copy of x into the layer's device
- * arena, the launch plan and a copy of the output to y, and returns: no
+ * default stream). The call enqueues the launch plan, its kernels reading x
+ * and writing y where they are (16-byte aligned pointers; others go through
+ * the layer's device arena with a device copy each way), and returns: no
  * host synchronisation and no host copies, so it can be captured in a CUDA
  * graph. The layer's statistics are not updated (that would need a copy
  * to the host). The arena is shared by all calls on the layer: calls must

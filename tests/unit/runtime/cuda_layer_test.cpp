@@ -808,14 +808,32 @@ TEST_CASE("cuda exec: forward on device memory and the caller's stream",
           layer, x.get(), t, y.get(), reinterpret_cast<void *>(stream.get()));
       INFO(moert_last_error());
       REQUIRE(status == MOERT_OK);
-      // The same launches as a host call, on the caller's stream; x copied
-      // into the arena on the device, the output copied to y.
+      // The same launches as a host call, on the caller's stream, reading
+      // x and writing the output where the caller's pointers say.
       std::vector<std::vector<Descriptor>> ds = checkLaunches(
           readLaunches(dir.path("launches.log")), fakeLaunches(t));
       CHECK(lastStream() == int64_t(reinterpret_cast<uintptr_t>(stream.get())));
-      CHECK(ds[0][0].aligned != int64_t(x.get()));
+      CHECK(ds[0][0].aligned == int64_t(x.get()));
+      CHECK(ds[1][0].aligned == int64_t(x.get()));
+      CHECK(ds[1][3].aligned == int64_t(y.get()));
+      CHECK(ds[0][2].aligned != int64_t(y.get())); // other buffers: the arena
+    }
+    // Pointers not 16-byte aligned go through the arena: a device copy of
+    // x in, of the output out.
+    {
+      std::remove(dir.path("launches.log").c_str());
+      std::vector<float> in = input(size_t(7 * kHidden), 7);
+      cuda::CUdeviceptr xOdd = x.get() + 4, yOdd = y.get() + 8;
+      std::memcpy(reinterpret_cast<void *>(xOdd), in.data(), in.size() * 4);
+      REQUIRE(moert_layer_forward_cuda(layer, xOdd, 7, yOdd,
+                                       reinterpret_cast<void *>(stream.get())) ==
+              MOERT_OK);
+      std::vector<std::vector<Descriptor>> ds = checkLaunches(
+          readLaunches(dir.path("launches.log")), fakeLaunches(7));
+      CHECK(ds[0][0].aligned != int64_t(xOdd));
       CHECK(deviceBytes(ds[0][0].aligned, in.size() * 4) == bytesOf(in));
-      CHECK(deviceBytes(int64_t(y.get()), in.size() * 4) ==
+      CHECK(ds[1][3].aligned != int64_t(yOdd));
+      CHECK(deviceBytes(int64_t(yOdd), in.size() * 4) ==
             deviceBytes(ds[1][3].aligned, in.size() * 4));
     }
     // Reserved: nothing waited, nothing crossed to the host.
