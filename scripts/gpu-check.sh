@@ -11,7 +11,8 @@
 #                                         # Mixtral-8x7B and DeepSeek-V3-like shapes against
 #                                         # PyTorch; results under $OUT (default build-gpu/out)
 # Environment: PYTHON (default: python3 on PATH; numpy, and torch for the baselines),
-# GPU_CHECK_BENCH=0 skips the benchmarks, GPU_CHECK_TOKENS (default 1,16,128,1024,8192).
+# GPU_CHECK_BENCH=0 skips the benchmarks, GPU_CHECK_TOKENS (default 1,16,128,1024,8192),
+# GPU_CHECK_REPEATS (default 5 timed runs after 2 warm-ups, to fit the device's time).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 bundle="$src/build-gpu"
@@ -79,7 +80,7 @@ if [ "$status" -ne 77 ] && [ "${GPU_CHECK_BENCH:-1}" != 0 ]; then
     bench_status=0
     TMPDIR=$shm MOE_BENCH_SCRIPT_DIR="$src/bench" MOE_BENCH_PYTHON="$python" \
       timeout 300 "$bundle/bin/moe-bench" "$bundle/layers/$shape.cuda.so" \
-      --config "$src/examples/configs/$shape.json" --tokens "$tokens" --repeats 10 --warmup 3 \
+      --config "$src/examples/configs/$shape.json" --tokens "$tokens" --repeats "${GPU_CHECK_REPEATS:-5}" --warmup 2 \
       --json "$out/bench-$shape.json" >"$out/bench-$shape.txt" 2>&1 || bench_status=$?
     tail -n 40 "$out/bench-$shape.txt"
     echo "gpu-check: moe-bench $shape exit $bench_status; $(( $(date +%s) - start )) s"
