@@ -3,9 +3,9 @@
 // The router's dot products one thread per (token, expert), then the
 // per-token code of the CPU loops (compiler/Conversion/MoEToLoops/
 // Emitters.h) one thread per token: the softmax, the selection. The counts
-// run as the dispatch's histogram; the capacity, which depends on token
-// order across the batch, on one thread. All on the device, so a forward
-// never waits for the host.
+// and the capacity (a slot's rank in token order among its expert's) run as
+// the dispatch's phases. All on the device, so a forward never waits for
+// the host.
 //
 //===----------------------------------------------------------------------===//
 
@@ -105,15 +105,37 @@ struct TopKToGPU : KernelPattern<TopKOp> {
             emitTopKRow(em, op, scratch, scores, t, bias, weights, indices, t);
           });
         });
-    gpu::GPUFuncOp capacity;
-    if (op.getCapacity() > 0)
-      capacity = createKernel(
-          rewriter, kernels, "topk_capacity", {weightsType, indicesType}, 1,
-          op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
-            onFirstThread(em, [&] {
-              emitCapacity(em, op, args[0], args[1], em.dim(args[1], 0));
+    // The capacity as the dispatch's phases: a histogram per chunk of
+    // slots, ranks per expert, then each chunk drops the slots ranked at or
+    // past the capacity (token order, as the CPU).
+    int64_t numExperts = op.getScores().getType().getDimSize(1);
+    auto countsType = MemRefType::get({ShapedType::kDynamic, numExperts},
+                                      rewriter.getI32Type());
+    gpu::GPUFuncOp histogram, ranks, capacity;
+    if (op.getCapacity() > 0) {
+      histogram = createKernel(
+          rewriter, kernels, "capacity_histogram", {indicesType, countsType},
+          kTokenBlock, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
+            forThisThread(em, em.dim(args[1], 0), [&](Value c) {
+              emitChunkHistogram(em, args[0], args[1], c);
             });
           });
+      ranks = createKernel(
+          rewriter, kernels, "capacity_ranks", {countsType}, kTokenBlock,
+          op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
+            forThisThread(em, em.index(numExperts),
+                          [&](Value e) { emitChunkRanks(em, args[0], e); });
+          });
+      capacity = createKernel(
+          rewriter, kernels, "capacity_apply",
+          {weightsType, indicesType, countsType}, kTokenBlock, op.getLoc(),
+          [&](LoopEmitter &em, ValueRange args) {
+            forThisThread(em, em.dim(args[2], 0), [&](Value c) {
+              emitChunkCapacity(em, args[1], args[0], args[2], c,
+                                op.getCapacity());
+            });
+          });
+    }
 
     LoopEmitter em(rewriter, op.getLoc());
     Value scores = em.toBuffer(op.getScores());
@@ -125,8 +147,16 @@ struct TopKToGPU : KernelPattern<TopKOp> {
       operands.push_back(em.toBuffer(op.getSelectionBias()));
     operands.append({weights, indices});
     launch(em, select, tokenBlocks(em, tokens), operands);
-    if (capacity)
-      launch(em, capacity, em.index(1), {weights, indices});
+    if (capacity) {
+      Value chunks = emitSlotChunks(em, indices);
+      Value counts = deviceAlloc(em, countsType, {chunks});
+      Value chunkBlocks = tokenBlocks(em, chunks);
+      launch(em, histogram, chunkBlocks, {indices, counts});
+      launch(em, ranks, tokenBlocks(em, em.index(numExperts)), {counts});
+      launch(em, capacity, chunkBlocks, {weights, indices, counts});
+      gpu::DeallocOp::create(em.builder(), /*asyncToken=*/Type(), ValueRange{},
+                             counts);
+    }
     rewriter.replaceOp(op, {em.toTensor(weights, op.getWeights().getType()),
                             em.toTensor(indices, op.getIndices().getType())});
     return success();

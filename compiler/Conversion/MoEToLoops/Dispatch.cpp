@@ -99,6 +99,24 @@ void mlir::moe::emitExpertTiles(LoopEmitter &em, Value offsets,
              [&](Value i) { em.store(expert, tileExperts, {i}); });
 }
 
+void mlir::moe::emitChunkCapacity(LoopEmitter &em, Value indices,
+                                  Value weights, Value chunkCounts, Value c,
+                                  int64_t capacity) {
+  auto &b = em.builder();
+  forEachSlotOfChunk(em, indices, c, [&](Value t, Value j, Value e) {
+    if (!e)
+      return;
+    Value rank = em.load(chunkCounts, {c, e});
+    em.store(arith::AddIOp::create(b, rank, em.i32(1)), chunkCounts, {c, e});
+    Value full = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, rank,
+                                       em.i32(capacity));
+    em.ifThen(full, [&] {
+      em.store(em.i32(-1), indices, {t, j});
+      em.store(em.f32(0.0), weights, {t, j});
+    });
+  });
+}
+
 void mlir::moe::emitChunkScatter(LoopEmitter &em, Value indices,
                                  Value chunkCounts, Value offsets,
                                  const DispatchPlan &plan, Value c) {

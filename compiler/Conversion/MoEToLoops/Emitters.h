@@ -33,9 +33,9 @@ void emitTopKRow(LoopEmitter &em, TopKOp op, const SelectionScratch &scratch,
                  Value indices, Value outRow);
 
 /// moe.topk's capacity: the slots in token order, each expert keeping its
-/// first `capacity` (the others get index -1, weight 0). Sequential.
-void emitCapacity(LoopEmitter &em, TopKOp op, Value weights, Value indices,
-                  Value tokens);
+/// first `capacity` (the others get index -1, weight 0). The phases below
+/// (histogram, ranks, emitChunkCapacity), one after the other.
+void emitCapacity(LoopEmitter &em, TopKOp op, Value weights, Value indices);
 
 /// counts[e] = the slots of `indices` routed to e (-1 skipped). Sequential.
 void emitCounts(LoopEmitter &em, Value indices, Value counts);
@@ -73,6 +73,12 @@ void emitPaddedOffsets(LoopEmitter &em, Value offsets, int64_t tile);
 /// tileExperts[i] = e for expert e's tiles.
 void emitExpertTiles(LoopEmitter &em, Value offsets, Value tileExperts,
                      Value e, int64_t tile);
+/// The capacity as a phase after emitChunkHistogram and emitChunkRanks:
+/// a slot of chunk c whose rank among its expert's slots is `capacity` or
+/// more is dropped (index -1, weight 0); chunkCounts[c, :] serves as its
+/// cursors.
+void emitChunkCapacity(LoopEmitter &em, Value indices, Value weights,
+                       Value chunkCounts, Value c, int64_t capacity);
 /// Places chunk c's slots: sortedSlots[row] = slot, slotRows[t, j] = row
 /// (-1 for a dropped slot); chunkCounts[c, :] serves as its cursors.
 void emitChunkScatter(LoopEmitter &em, Value indices, Value chunkCounts,

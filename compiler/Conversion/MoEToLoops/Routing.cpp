@@ -137,7 +137,7 @@ struct FusedRoutingToLoops : OpRewritePattern<RouterOp> {
       });
     });
     if (op.getCapacity() > 0)
-      emitCapacity(em, op, weights, indices, tokens);
+      emitCapacity(em, op, weights, indices);
     rewriter.replaceOp(op, {em.toTensor(weights, weightsType),
                             em.toTensor(indices, indicesType)});
     rewriter.eraseOp(router);
@@ -164,7 +164,7 @@ struct TopKToLoops : OpRewritePattern<TopKOp> {
       emitTopKRow(em, op, scratch, scores, t, bias, weights, indices, t);
     });
     if (op.getCapacity() > 0)
-      emitCapacity(em, op, weights, indices, tokens);
+      emitCapacity(em, op, weights, indices);
     rewriter.replaceOp(op, {em.toTensor(weights, weightsType),
                             em.toTensor(indices, indicesType)});
     return success();
@@ -339,30 +339,22 @@ void mlir::moe::emitTopKRow(LoopEmitter &em, TopKOp op,
 }
 
 void mlir::moe::emitCapacity(LoopEmitter &em, TopKOp op, Value weights,
-                             Value indices, Value tokens) {
+                             Value indices) {
+  // The dispatch's phases in sequence (Emitters.h): a slot's rank among
+  // its expert's slots, in token order, decides.
   int64_t numExperts = op.getScores().getType().getDimSize(1);
   auto &b = em.builder();
-  Value counts =
-      em.scratch(MemRefType::get({numExperts}, b.getI32Type()));
-  em.fill(counts, em.i32(0));
-  Value capacity = em.i32(op.getCapacity());
-  em.forEach(0, tokens, [&](Value t) {
-    em.forEach(0, em.index(op.getK()), [&](Value j) {
-      Value e = em.toIndex(em.load(indices, {t, j}));
-      Value count = em.load(counts, {e});
-      Value full = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, count,
-                                         capacity);
-      em.ifThenElse(
-          full,
-          [&] {
-            em.store(em.i32(-1), indices, {t, j});
-            em.store(em.f32(0.0), weights, {t, j});
-          },
-          [&] {
-            em.store(arith::AddIOp::create(b, count, em.i32(1)), counts,
-                     {e});
-          });
-    });
+  Value chunks = emitSlotChunks(em, indices);
+  Value chunkCounts = em.alloc(
+      MemRefType::get({ShapedType::kDynamic, numExperts}, b.getI32Type()),
+      {chunks});
+  em.forEach(0, chunks, [&](Value c) {
+    emitChunkHistogram(em, indices, chunkCounts, c);
+  });
+  em.forEach(0, em.index(numExperts),
+             [&](Value e) { emitChunkRanks(em, chunkCounts, e); });
+  em.forEach(0, chunks, [&](Value c) {
+    emitChunkCapacity(em, indices, weights, chunkCounts, c, op.getCapacity());
   });
 }
 

@@ -89,12 +89,18 @@ func.func @qwen2(%x: tensor<?x64xf32>, %r: tensor<8x64xf32>, %g: tensor<8x32x64x
 
 // -----
 
-// Capacity depends on token order: a second, one-thread kernel after the
-// per-token selection.
+// Capacity depends on token order: after the per-token selection, the
+// dispatch's phases rank each slot among its expert's (a thread per chunk of
+// slots, per expert, per chunk).
 // CHECK-LABEL: func.func @switch
 // CHECK:       gpu.launch_func  @moe_kernels::@topk blocks
-// CHECK:       gpu.launch_func  @moe_kernels::@topk_capacity blocks in (%c1{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}})
-// CHECK:       gpu.func @topk_capacity({{.*}}) kernel attributes {known_block_size = array<i32: 1, 1, 1>}
+// CHECK:       %[[CHUNKS:.*]] = arith.ceildivui %{{.*}}, %c256 : index
+// CHECK:       %[[COUNTS:.*]] = gpu.alloc  (%[[CHUNKS]]) : memref<?x8xi32>
+// CHECK:       gpu.launch_func  @moe_kernels::@capacity_histogram
+// CHECK:       gpu.launch_func  @moe_kernels::@capacity_ranks
+// CHECK:       gpu.launch_func  @moe_kernels::@capacity_apply
+// CHECK:       gpu.dealloc  %[[COUNTS]]
+// CHECK:       gpu.func @capacity_apply({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 func.func @switch(%x: tensor<?x64xf32>, %r: tensor<8x64xf32>, %wi: tensor<8x48x64xf32>,
                   %wo: tensor<8x64x48xf32>) -> (tensor<?x64xf32>, tensor<8xi64>) {
   %y, %n = moe.layer %x router(%r) experts(up %wi, down %wo) scoring = softmax k = 1

@@ -69,10 +69,13 @@ func.func @topk_grouped(%s: tensor<?x16xf32>, %b: tensor<16xf32>) -> (tensor<?x4
 
 // -----
 
-// Capacity: a second pass in token order counts per expert; a slot over
-// capacity gets index -1 and weight 0.
+// Capacity: after the selection, the dispatch's phases give each slot its
+// rank among its expert's slots in token order (chunk histograms, ranks per
+// expert); a slot ranked at or past the capacity gets index -1 and weight 0.
 // CHECK-LABEL: func @topk_capacity
-// CHECK: memref.alloca() {alignment = 64 : i64} : memref<8xi32>
+// CHECK: %[[CHUNKS:.*]] = arith.ceildivui %{{.*}}, %c256 : index
+// CHECK: memref.alloc(%[[CHUNKS]]) {alignment = 64 : i64} : memref<?x8xi32>
+// CHECK: scf.for %{{.*}} iter_args
 // CHECK: %[[CAP:.*]] = arith.constant 3 : i32
 // CHECK: %[[FULL:.*]] = arith.cmpi sge, %{{.*}}, %[[CAP]] : i32
 // CHECK: scf.if %[[FULL]]
