@@ -37,17 +37,11 @@ struct DispatchToGPU : KernelPattern<DispatchOp> {
     MemRefType tilesType = bufferType(op.getTileExperts());
     int64_t numExperts = op.getNumExperts();
     int64_t tile = op.getTileRows();
-    auto countsType = MemRefType::get({ShapedType::kDynamic, numExperts},
-                                      rewriter.getI32Type());
+    MemRefType countsType = chunkCountsType(getContext(), numExperts);
 
-    // dispatch_histogram(indices, chunk_counts): one thread per chunk.
-    gpu::GPUFuncOp histogram = createKernel(
-        rewriter, kernels, "dispatch_histogram", {indicesType, countsType},
-        kTokenBlock, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
-          forThisThread(em, em.dim(args[1], 0), [&](Value c) {
-            emitChunkHistogram(em, args[0], args[1], c);
-          });
-        });
+    gpu::GPUFuncOp histogram = createChunkHistogramKernel(
+        rewriter, kernels, "dispatch_histogram", indicesType, numExperts,
+        op.getLoc());
     // dispatch_offsets(chunk_counts, offsets, sorted_slots, tile_experts):
     // one block; ranks and the fills, then the offsets on one thread, then
     // the tile table.

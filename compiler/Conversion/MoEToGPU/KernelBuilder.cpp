@@ -1,6 +1,7 @@
 //===- KernelBuilder.cpp - Kernels and launches for convert-moe-to-gpu ----===//
 
 #include "compiler/Conversion/MoEToGPU/KernelBuilder.h"
+#include "compiler/Conversion/MoEToLoops/Emitters.h"
 
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/SymbolTable.h"
@@ -42,6 +43,19 @@ void gpu_kernels::forThisThread(LoopEmitter &em, Value tokens,
       gpu::ThreadIdOp::create(b, gpu::Dimension::x));
   em.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ult, t, tokens),
             [&] { body(t); });
+}
+
+gpu::GPUFuncOp gpu_kernels::createChunkHistogramKernel(
+    OpBuilder &builder, gpu::GPUModuleOp kernels, StringRef name,
+    MemRefType indicesType, int64_t numExperts, Location loc) {
+  return createKernel(
+      builder, kernels, name,
+      {indicesType, chunkCountsType(builder.getContext(), numExperts)},
+      kTokenBlock, loc, [&](LoopEmitter &em, ValueRange args) {
+        forThisThread(em, em.dim(args[1], 0), [&](Value c) {
+          emitChunkHistogram(em, args[0], args[1], c);
+        });
+      });
 }
 
 void gpu_kernels::forEachOfBlock(LoopEmitter &em, int64_t blockSize,

@@ -35,6 +35,15 @@ gpu::GPUFuncOp createKernel(OpBuilder &builder, gpu::GPUModuleOp kernels,
                             Location loc,
                             function_ref<void(LoopEmitter &, ValueRange)> fill);
 
+/// A kernel `name(indices, chunk_counts)` running emitChunkHistogram
+/// (Emitters.h) one thread per chunk of slots: phase 1 of the dispatch,
+/// the statistics and the capacity. Launch it over tokenBlocks(chunks).
+gpu::GPUFuncOp createChunkHistogramKernel(OpBuilder &builder,
+                                          gpu::GPUModuleOp kernels,
+                                          StringRef name,
+                                          MemRefType indicesType,
+                                          int64_t numExperts, Location loc);
+
 /// In a kernel launched over ceil(count / kTokenBlock) blocks of
 /// kTokenBlock threads: body(i) for this thread's item i < count (a token,
 /// a chunk of slots, an expert).

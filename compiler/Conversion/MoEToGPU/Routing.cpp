@@ -109,17 +109,12 @@ struct TopKToGPU : KernelPattern<TopKOp> {
     // slots, ranks per expert, then each chunk drops the slots ranked at or
     // past the capacity (token order, as the CPU).
     int64_t numExperts = op.getScores().getType().getDimSize(1);
-    auto countsType = MemRefType::get({ShapedType::kDynamic, numExperts},
-                                      rewriter.getI32Type());
+    MemRefType countsType = chunkCountsType(getContext(), numExperts);
     gpu::GPUFuncOp histogram, ranks, capacity;
     if (op.getCapacity() > 0) {
-      histogram = createKernel(
-          rewriter, kernels, "capacity_histogram", {indicesType, countsType},
-          kTokenBlock, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
-            forThisThread(em, em.dim(args[1], 0), [&](Value c) {
-              emitChunkHistogram(em, args[0], args[1], c);
-            });
-          });
+      histogram = createChunkHistogramKernel(rewriter, kernels,
+                                             "capacity_histogram", indicesType,
+                                             numExperts, op.getLoc());
       ranks = createKernel(
           rewriter, kernels, "capacity_ranks", {countsType}, kTokenBlock,
           op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
@@ -172,18 +167,12 @@ struct StatsToGPU : KernelPattern<StatsOp> {
                                 PatternRewriter &rewriter) const override {
     MemRefType countsType = bufferType(op.getTokensPerExpert());
     int64_t numExperts = countsType.getDimSize(0);
-    auto chunkCountsType = MemRefType::get(
-        {ShapedType::kDynamic, numExperts}, rewriter.getI32Type());
-    gpu::GPUFuncOp histogram = createKernel(
-        rewriter, kernels, "stats_histogram",
-        {bufferType(op.getIndices()), chunkCountsType}, kTokenBlock,
-        op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
-          forThisThread(em, em.dim(args[1], 0), [&](Value c) {
-            emitChunkHistogram(em, args[0], args[1], c);
-          });
-        });
+    MemRefType scratchType = chunkCountsType(getContext(), numExperts);
+    gpu::GPUFuncOp histogram = createChunkHistogramKernel(
+        rewriter, kernels, "stats_histogram", bufferType(op.getIndices()),
+        numExperts, op.getLoc());
     gpu::GPUFuncOp totals = createKernel(
-        rewriter, kernels, "stats_totals", {chunkCountsType, countsType},
+        rewriter, kernels, "stats_totals", {scratchType, countsType},
         kTokenBlock, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
           auto &b = em.builder();
           forThisThread(em, em.index(numExperts), [&](Value e) {
@@ -196,7 +185,7 @@ struct StatsToGPU : KernelPattern<StatsOp> {
     LoopEmitter em(rewriter, op.getLoc());
     Value indices = em.toBuffer(op.getIndices());
     Value chunks = emitSlotChunks(em, indices);
-    Value chunkCounts = deviceAlloc(em, chunkCountsType, {chunks});
+    Value chunkCounts = deviceAlloc(em, scratchType, {chunks});
     Value counts = deviceAlloc(em, countsType, {});
     launch(em, histogram, tokenBlocks(em, chunks), {indices, chunkCounts});
     launch(em, totals, tokenBlocks(em, em.index(numExperts)),

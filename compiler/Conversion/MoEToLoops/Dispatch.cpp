@@ -57,6 +57,24 @@ void mlir::moe::emitChunkHistogram(LoopEmitter &em, Value indices,
   });
 }
 
+MemRefType mlir::moe::chunkCountsType(MLIRContext *context,
+                                      int64_t numExperts) {
+  return MemRefType::get({ShapedType::kDynamic, numExperts},
+                         IntegerType::get(context, 32));
+}
+
+ChunkHistograms mlir::moe::emitChunkHistograms(LoopEmitter &em,
+                                               Value indices,
+                                               int64_t numExperts) {
+  Value chunks = emitSlotChunks(em, indices);
+  Value chunkCounts = em.alloc(
+      chunkCountsType(em.builder().getContext(), numExperts), {chunks});
+  em.forEach(0, chunks, [&](Value c) {
+    emitChunkHistogram(em, indices, chunkCounts, c);
+  });
+  return {chunkCounts, chunks};
+}
+
 Value mlir::moe::emitChunkRanks(LoopEmitter &em, Value chunkCounts, Value e) {
   auto &b = em.builder();
   return em.reduce(em.index(0), em.dim(chunkCounts, 0), {em.i32(0)},
@@ -153,13 +171,8 @@ struct DispatchToLoops : OpRewritePattern<DispatchOp> {
     auto &b = em.builder();
     // The phases of Emitters.h, one after the other: histogram per chunk,
     // ranks per expert, padded offsets, tile table, scatter per chunk.
-    Value chunks = emitSlotChunks(em, indices);
-    Value chunkCounts = em.alloc(
-        MemRefType::get({ShapedType::kDynamic, numExperts}, b.getI32Type()),
-        {chunks});
-    em.forEach(0, chunks, [&](Value c) {
-      emitChunkHistogram(em, indices, chunkCounts, c);
-    });
+    ChunkHistograms histograms = emitChunkHistograms(em, indices, numExperts);
+    Value chunkCounts = histograms.counts, chunks = histograms.chunks;
     Value offsets = em.alloc(offsetsType);
     em.forEach(0, em.index(numExperts), [&](Value e) {
       Value total = emitChunkRanks(em, chunkCounts, e);

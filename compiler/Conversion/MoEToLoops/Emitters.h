@@ -61,6 +61,15 @@ struct DispatchPlan {
 constexpr int64_t kSlotChunk = 256;
 /// ceil(T k / kSlotChunk) for `indices` [T, k].
 Value emitSlotChunks(LoopEmitter &em, Value indices);
+/// The type of chunkCounts: [chunks, E] i32.
+MemRefType chunkCountsType(MLIRContext *context, int64_t numExperts);
+/// Phase 1 in a loop: a fresh chunkCounts for `indices`, filled by
+/// emitChunkHistogram for every chunk, and the number of chunks.
+struct ChunkHistograms {
+  Value counts, chunks;
+};
+ChunkHistograms emitChunkHistograms(LoopEmitter &em, Value indices,
+                                    int64_t numExperts);
 /// chunkCounts[c, :] = the slots of chunk c routed to each expert.
 void emitChunkHistogram(LoopEmitter &em, Value indices, Value chunkCounts,
                         Value c);

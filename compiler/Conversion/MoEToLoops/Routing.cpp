@@ -32,7 +32,6 @@ struct RouterToLoops : OpRewritePattern<RouterOp> {
     Value x = em.toBuffer(op.getInput());
     Value w = em.toBuffer(op.getWeight());
     Value tokens = em.dim(x, 0);
-    Value hidden = em.dim(x, 1);
     Value experts = em.dim(w, 0);
     auto type = op.getLogits().getType();
     Value logits = em.alloc(type, leadingDynamicSize(type, tokens));
@@ -343,14 +342,8 @@ void mlir::moe::emitCapacity(LoopEmitter &em, TopKOp op, Value weights,
   // The dispatch's phases in sequence (Emitters.h): a slot's rank among
   // its expert's slots, in token order, decides.
   int64_t numExperts = op.getScores().getType().getDimSize(1);
-  auto &b = em.builder();
-  Value chunks = emitSlotChunks(em, indices);
-  Value chunkCounts = em.alloc(
-      MemRefType::get({ShapedType::kDynamic, numExperts}, b.getI32Type()),
-      {chunks});
-  em.forEach(0, chunks, [&](Value c) {
-    emitChunkHistogram(em, indices, chunkCounts, c);
-  });
+  ChunkHistograms histograms = emitChunkHistograms(em, indices, numExperts);
+  Value chunkCounts = histograms.counts, chunks = histograms.chunks;
   em.forEach(0, em.index(numExperts),
              [&](Value e) { emitChunkRanks(em, chunkCounts, e); });
   em.forEach(0, chunks, [&](Value c) {
