@@ -287,6 +287,25 @@ std::vector<Expected> fakeLaunches(int64_t t) {
           {"count", {1, 1, 1}, {1, 1, 1}, {{kExperts}}}};
 }
 
+/// The running statistics hold `total` tokens and `totalCounts`; then a
+/// call with no tokens launches nothing (no line in `launchLog`) and
+/// records zero statistics.
+void checkTotalsThenNoTokens(moert_layer *layer, int64_t total,
+                             const std::vector<int64_t> &totalCounts,
+                             const std::string &launchLog) {
+  int64_t tokens = 0;
+  std::vector<int64_t> counts(totalCounts.size());
+  REQUIRE(moert_layer_stats(layer, counts.data(), &tokens) == MOERT_OK);
+  CHECK(tokens == total);
+  CHECK(counts == totalCounts);
+  std::remove(launchLog.c_str());
+  CHECK(moert_layer_forward(layer, nullptr, 0, nullptr) == MOERT_OK);
+  CHECK(!fileExists(launchLog));
+  int64_t none = -1;
+  CHECK(lastStats(layer, &none) == std::vector<int64_t>(totalCounts.size(), 0));
+  CHECK(none == 0);
+}
+
 int counter(const char *name) {
   int value = fakeDriverCounter(name);
   REQUIRE(value >= 0);
@@ -633,19 +652,7 @@ TEST_CASE("cuda exec: weights, launches and results on a fake H200",
       }
       total += t;
     }
-    int64_t tokens = 0;
-    std::vector<int64_t> counts(kExperts);
-    REQUIRE(moert_layer_stats(layer, counts.data(), &tokens) == MOERT_OK);
-    CHECK(tokens == total);
-    CHECK(counts == totalCounts);
-
-    // No tokens: nothing launched, an empty output, zero statistics.
-    std::remove(dir.path("launches.log").c_str());
-    CHECK(moert_layer_forward(layer, nullptr, 0, nullptr) == MOERT_OK);
-    CHECK(!fileExists(dir.path("launches.log")));
-    int64_t none = -1;
-    CHECK(lastStats(layer, &none) == std::vector<int64_t>(kExperts, 0));
-    CHECK(none == 0);
+    checkTotalsThenNoTokens(layer, total, totalCounts, dir.path("launches.log"));
 
     // New weights replace the old; a failed load leaves them.
     writeSafetensors(dir.path("w2.safetensors"), checkpoint("F32", 1));
@@ -1053,20 +1060,8 @@ TEST_CASE("cuda layer: compiled examples replay their launch plan",
           CHECK(workspace >= size_t(end - xPtr));
           CHECK(workspace < size_t(end - xPtr) + 256);
         }
-        int64_t tokens = 0;
-        std::vector<int64_t> counts(size_t(s.experts));
-        REQUIRE(moert_layer_stats(layer, counts.data(), &tokens) == MOERT_OK);
-        CHECK(tokens == total);
-        CHECK(counts == totalCounts);
-
-        // No tokens: nothing launched, zero statistics.
-        std::remove(dir.path("launches.log").c_str());
-        CHECK(moert_layer_forward(layer, nullptr, 0, nullptr) == MOERT_OK);
-        CHECK(!fileExists(dir.path("launches.log")));
-        int64_t none = -1;
-        CHECK(lastStats(layer, &none) ==
-              std::vector<int64_t>(size_t(s.experts), 0));
-        CHECK(none == 0);
+        checkTotalsThenNoTokens(layer, total, totalCounts,
+                                dir.path("launches.log"));
         CHECK(moert_layer_workspace_bytes(layer, 0) == 0);
       }
       CHECK(counter("fake_live") == 0);
