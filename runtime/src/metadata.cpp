@@ -16,6 +16,8 @@ using json = nlohmann::json;
 
 namespace {
 constexpr int64_t kMaxPanel = 1 << 16;
+/// Inputs per panel lane: 1 (plain panels) or 2 (bf16 pairs).
+constexpr int64_t kMaxKPack = 2;
 
 /// Field accessors that report the field's path ("arguments[2].shape").
 class Reader {
@@ -124,6 +126,14 @@ ArgumentSpec parseArgument(const Reader &r, const json &arg,
     if (spec.panel > kMaxPanel)
       r.invalid("field '{}panel' is {}, at most {} is supported", path,
                 spec.panel, kMaxPanel);
+    if (arg.contains("k_pack")) {
+      spec.kPack = r.integer(arg, path, "k_pack", 1);
+      if (spec.kPack > kMaxKPack)
+        r.invalid("field '{}k_pack' is {}, expected 1 or 2", path,
+                  spec.kPack);
+    }
+  } else if (arg.contains("k_pack")) {
+    r.invalid("field '{}k_pack' is only valid with layout 'panels'", path);
   }
   return spec;
 }
@@ -135,7 +145,7 @@ void checkPanels(const Reader &r, const json &arg, ArgumentSpec &a,
     r.invalid("{} has layout 'panels' but its {} has fewer than two "
               "dimensions",
               where, a.stacked ? "per-expert tensor" : "shape");
-  a.storageShape = panelShape(a.shape, a.panel);
+  a.storageShape = panelShape(a.shape, a.panel, a.kPack);
   if (!arg.contains("packed_shape"))
     return;
   const json &packed = arg["packed_shape"];
@@ -143,8 +153,9 @@ void checkPanels(const Reader &r, const json &arg, ArgumentSpec &a,
       !std::all_of(packed.begin(), packed.end(),
                    [](const json &d) { return d.is_number_integer(); }) ||
       packed.get<std::vector<int64_t>>() != a.storageShape)
-    r.invalid("{} has packed_shape {}, expected {} for panels of {}", where,
-              packed.dump(), formatShape(a.storageShape), a.panel);
+    r.invalid("{} has packed_shape {}, expected {} for panels of {}{}", where,
+              packed.dump(), formatShape(a.storageShape), a.panel,
+              a.kPack > 1 ? fmt::format(" with k_pack {}", a.kPack) : "");
 }
 
 std::string describe(const ArgumentSpec &a) {
@@ -238,10 +249,13 @@ std::string_view deviceKindName(DeviceKind kind) {
 }
 
 std::vector<int64_t> panelShape(const std::vector<int64_t> &shape,
-                                int64_t panel) {
+                                int64_t panel, int64_t kPack) {
   std::vector<int64_t> packed(shape.begin(), shape.end() - 2);
   int64_t out = shape[shape.size() - 2], in = shape.back();
-  packed.insert(packed.end(), {(out + panel - 1) / panel, in, panel});
+  // ceil(a / b) without overflowing for sizes near INT64_MAX.
+  auto ceilDiv = [](int64_t a, int64_t b) { return a / b + (a % b != 0); };
+  packed.insert(packed.end(),
+                {ceilDiv(out, panel), ceilDiv(in, kPack), panel * kPack});
   return packed;
 }
 

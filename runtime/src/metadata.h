@@ -36,15 +36,21 @@ struct ArgumentSpec {
   std::vector<int64_t> shape; // logical; -1: the token dimension
   bool stacked = false;       // one checkpoint tensor per expert ({e})
   /// Weights only: > 0 for `"layout": "panels"`, where the last two
-  /// dimensions [out, in] are stored as [ceil(out / P), in, P] with
-  /// packed[o / P][i][o % P] = W[o][i] and zero padding.
+  /// dimensions [out, in] are stored as [ceil(out / P), ceil(in / K), P * K]
+  /// with packed[o / P][i / K][(o % P) * K + i % K] = W[o][i] and zero
+  /// padding (o >= out or i >= in); P = panel, K = kPack.
   int64_t panel = 0;
+  /// `"k_pack"`: consecutive inputs per panel lane (1 or 2; 1 when absent,
+  /// and always 1 without panels).
+  int64_t kPack = 1;
   std::vector<int64_t> storageShape; // what the layer's descriptor gets
 };
 
-/// `shape` with its last two dimensions packed into panels of `panel`.
+/// `shape` with its last two dimensions [out, in] packed into panels of
+/// `panel` outputs and `kPack` inputs per lane: [ceil(out / panel),
+/// ceil(in / kPack), panel * kPack].
 std::vector<int64_t> panelShape(const std::vector<int64_t> &shape,
-                                int64_t panel);
+                                int64_t panel, int64_t kPack = 1);
 
 struct LayerMetadata {
   uint64_t abiVersion = 0;

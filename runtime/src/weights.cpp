@@ -12,6 +12,7 @@
 #include "runtime/src/error.h"
 #include "runtime/src/layer.h"
 #include "runtime/src/safetensors.h"
+#include "runtime/src/weights.h"
 
 #include <algorithm>
 #include <cstring>
@@ -113,47 +114,77 @@ size_t product(std::vector<int64_t>::const_iterator begin,
   return n;
 }
 
-/// block[i][j] = rows[j][i] for the `count` rows of a panel, zero after.
-template <size_t Size>
-void interleave(const unsigned char *rows, int64_t count, int64_t in,
-                int64_t panel, unsigned char *block) {
-  const unsigned char zero[Size] = {};
-  for (int64_t i = 0; i < in; ++i)
+/// One panel: block[b][j * K + k] = rows[j][b * K + k] for the `count` rows
+/// (of `in` elements) the panel holds, zero for the padding rows (j >=
+/// count) and inputs (b * K + k >= in). Writes `block` in order.
+template <typename T, int64_t K>
+void interleave(const T *rows, int64_t count, int64_t in, int64_t panel,
+                T *block) {
+  int64_t full = in / K, blocks = full + (in % K != 0);
+  for (int64_t b = 0; b < full; ++b) {
+    const T *column = rows + b * K;
+    for (int64_t j = 0; j < count; ++j)
+      for (int64_t k = 0; k < K; ++k)
+        *block++ = column[j * in + k];
+    for (int64_t j = count * K; j < panel * K; ++j)
+      *block++ = T(0);
+  }
+  for (int64_t b = full; b < blocks; ++b) // the partial pair of inputs
     for (int64_t j = 0; j < panel; ++j)
-      std::memcpy(block + (i * panel + j) * Size,
-                  j < count ? rows + (j * in + i) * Size : zero, Size);
+      for (int64_t k = 0; k < K; ++k) {
+        int64_t i = b * K + k;
+        *block++ = j < count && i < in ? rows[j * in + i] : T(0);
+      }
 }
 
-/// Converts a tensor [lead..., out, in] into panels [lead..., ceil(out / P),
-/// in, P], one panel at a time so that the writes are sequential.
-void packPanels(FloatFormat from, const unsigned char *src, FloatFormat to,
-                unsigned char *dst, const std::vector<int64_t> &shape,
-                int64_t panel) {
+template <typename T>
+void interleave(const unsigned char *rows, int64_t count, int64_t in,
+                int64_t panel, int64_t kPack, unsigned char *block) {
+  const T *from = reinterpret_cast<const T *>(rows);
+  T *to = reinterpret_cast<T *>(block);
+  if (kPack == 2)
+    interleave<T, 2>(from, count, in, panel, to);
+  else if (kPack == 1)
+    interleave<T, 1>(from, count, in, panel, to);
+  else
+    throw Error(MOERT_ERROR_INTERNAL, "unchecked k_pack");
+}
+} // namespace
+
+void packPanels(FloatFormat from, const void *src, FloatFormat to, void *dst,
+                const std::vector<int64_t> &shape, int64_t panel,
+                int64_t kPack) {
   int64_t out = shape[shape.size() - 2], in = shape.back();
-  int64_t panels = (out + panel - 1) / panel;
+  std::vector<int64_t> packed = panelShape(shape, panel, kPack);
+  int64_t panels = packed[packed.size() - 3];
   size_t lead = product(shape.begin(), shape.end() - 2);
   size_t fromSize = formatSize(from), toSize = formatSize(to);
+  // One panel of the destination, in elements.
+  size_t block = size_t(packed[packed.size() - 2] * packed.back());
+  auto *source = static_cast<const unsigned char *>(src);
+  auto *target = static_cast<unsigned char *>(dst);
   std::vector<unsigned char> rows(size_t(panel * in) * toSize);
   for (size_t l = 0; l < lead; ++l)
     for (int64_t p = 0; p < panels; ++p) {
       int64_t first = p * panel, count = std::min(panel, out - first);
-      convertFloats(from, src + (l * out + first) * in * fromSize, to,
+      convertFloats(from, source + (l * out + first) * in * fromSize, to,
                     rows.data(), size_t(count * in));
-      unsigned char *block = dst + ((l * panels + p) * in * panel) * toSize;
+      unsigned char *panelAt = target + (l * panels + p) * block * toSize;
       if (toSize == 4)
-        interleave<4>(rows.data(), count, in, panel, block);
+        interleave<uint32_t>(rows.data(), count, in, panel, kPack, panelAt);
       else
-        interleave<2>(rows.data(), count, in, panel, block);
+        interleave<uint16_t>(rows.data(), count, in, panel, kPack, panelAt);
     }
 }
 
+namespace {
 void convert(const SafetensorsFile &file, const Piece &piece,
              const ArgumentSpec &arg, unsigned char *buffer) {
   FloatFormat from = formatOf(piece.tensor->dtype), to = formatOf(arg.dtype);
   const unsigned char *src = file.data(*piece.tensor);
   unsigned char *dst = buffer + piece.offset * formatSize(to);
   if (arg.panel)
-    packPanels(from, src, to, dst, piece.tensor->shape, arg.panel);
+    packPanels(from, src, to, dst, piece.tensor->shape, arg.panel, arg.kPack);
   else
     convertFloats(from, src, to, dst, size_t(piece.tensor->numElements()));
 }
@@ -190,7 +221,7 @@ Layer::packWeights(const SafetensorsFile &file, const std::string &prefix,
     if (args[i].role != Role::Weight)
       continue;
     // The tensors were checked, so this is about their size (panels add at
-    // most one partial panel per matrix).
+    // most one partial panel per matrix, and k_pack one padding input).
     size_t bytes =
         product(args[i].storageShape.begin(), args[i].storageShape.end()) *
         formatSize(formatOf(args[i].dtype));

@@ -8,8 +8,9 @@
  * Variants (compile definitions): FAKE_ABI_VERSION=n, FAKE_NO_FORWARD,
  * FAKE_TOKEN_DEPENDENT (token_independent false), FAKE_BAD_METADATA,
  * FAKE_PACKED (experts.{e}.w1.weight as bf16 in panels of 2: [4, 2, 8, 2],
- * the last panel half padding, which must be zero), FAKE_DEVICE_CUDA
- * ("device": "cuda" in the metadata).
+ * the last panel half padding, which must be zero), FAKE_PACKED with
+ * FAKE_K_PACK=2 (the same panels with pairs of inputs, "k_pack": 2:
+ * [4, 2, 4, 4]), FAKE_DEVICE_CUDA ("device": "cuda" in the metadata).
  * fake_*() let tests see what the runtime passed.
  *
  *===----------------------------------------------------------------------===*/
@@ -27,7 +28,11 @@
 #define FAKE_TOKEN_INDEPENDENT "true"
 #endif
 
-#ifdef FAKE_PACKED
+#if defined(FAKE_PACKED) && FAKE_K_PACK == 2
+#define FAKE_W1                                                                \
+  "\"dtype\": \"bf16\", \"shape\": [4, 3, 8], \"layout\": "                    \
+  "\"panels\", \"panel\": 2, \"k_pack\": 2, \"packed_shape\": [4, 2, 4, 4]"
+#elif defined(FAKE_PACKED)
 #define FAKE_W1                                                                \
   "\"dtype\": \"bf16\", \"shape\": [4, 3, 8], \"layout\": "                    \
   "\"panels\", \"panel\": 2, \"packed_shape\": [4, 2, 8, 2]"
@@ -110,7 +115,31 @@ static int dense(void *allocated, void *aligned, int64_t offset,
   dense((m)->allocated, (m)->aligned, (m)->offset, (m)->sizes, (m)->strides,   \
         rank, (const int64_t[]){__VA_ARGS__})
 
-#ifdef FAKE_PACKED
+#if defined(FAKE_PACKED) && FAKE_K_PACK == 2
+/* experts.3.w1.weight[2][h], from
+ * packed[e][o / 2][h / 2][(o % 2) * 2 + h % 2] in bf16. */
+static float w1At(const Memref4 *w1, int h) {
+  const uint16_t *packed = w1->aligned;
+  uint32_t bits = (uint32_t)packed[((3 * 2 + 1) * (HIDDEN / 2) + h / 2) * 4 +
+                                   0 * 2 + h % 2]
+                  << 16;
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+static int w1Ok(const Memref4 *w1) {
+  const uint16_t *packed = w1->aligned;
+  if (!DENSE(w1, 4, EXPERTS, 2, HIDDEN / 2, 4))
+    return 0;
+  for (int e = 0; e < EXPERTS; ++e) /* row 3 of each expert is padding */
+    for (int h = 0; h < HIDDEN; ++h)
+      if (packed[((e * 2 + 1) * (HIDDEN / 2) + h / 2) * 4 + 1 * 2 + h % 2] !=
+          0)
+        return 0;
+  return 1;
+}
+#elif defined(FAKE_PACKED)
 /* experts.3.w1.weight[2][h], from packed[e][o / 2][h][o % 2] in bf16. */
 static float w1At(const Memref4 *w1, int h) {
   const uint16_t *packed = w1->aligned;

@@ -222,3 +222,72 @@ TEST_CASE("metadata: weights in bf16/f16 and in panels", "[metadata]") {
   CHECK(problem(with("/arguments/3/dtype", "bf16")) ==
         "arguments[3] ('output') must be f32 [-1, 64], found bf16 [-1, 64]");
 }
+
+TEST_CASE("metadata: panels with k_pack", "[metadata]") {
+  json m = valid();
+  json &w1 = m["arguments"][2];
+  w1["dtype"] = "bf16";
+  w1["layout"] = "panels";
+  w1["panel"] = 8;
+  w1["k_pack"] = 2;
+  w1["packed_shape"] = {8, 4, 32, 16};
+  LayerMetadata parsed = parseLayerMetadata(m.dump(), "layer.so");
+  CHECK(parsed.arguments[2].panel == 8);
+  CHECK(parsed.arguments[2].kPack == 2);
+  CHECK(parsed.arguments[2].shape == std::vector<int64_t>{8, 32, 64});
+  CHECK(parsed.arguments[2].storageShape ==
+        std::vector<int64_t>{8, 4, 32, 16});
+  CHECK(parsed.arguments[1].kPack == 1);
+
+  // [.., ceil(out / P), ceil(in / K), P * K]; K = 1 is the plain layout,
+  // and absent means 1.
+  CHECK(panelShape({5, 7}, 4, 2) == std::vector<int64_t>{2, 4, 8});
+  CHECK(panelShape({3, 5, 7}, 4, 2) == std::vector<int64_t>{3, 2, 4, 8});
+  CHECK(panelShape({5, 8}, 4, 2) == std::vector<int64_t>{2, 4, 8});
+  CHECK(panelShape({5, 7}, 4, 1) == panelShape({5, 7}, 4));
+  json odd = valid();
+  odd["arguments"][2]["shape"] = {8, 31, 63};
+  odd["arguments"][2]["layout"] = "panels";
+  odd["arguments"][2]["panel"] = 8;
+  odd["arguments"][2]["k_pack"] = 2;
+  CHECK(parseLayerMetadata(odd.dump(), "l.so").arguments[2].storageShape ==
+        std::vector<int64_t>{8, 4, 32, 16});
+  json one = m;
+  one["arguments"][2]["k_pack"] = 1;
+  one["arguments"][2]["packed_shape"] = {8, 4, 64, 8};
+  CHECK(parseLayerMetadata(one.dump(), "l.so").arguments[2].kPack == 1);
+  json absent = m;
+  absent["arguments"][2].erase("k_pack");
+  absent["arguments"][2].erase("packed_shape");
+  CHECK(parseLayerMetadata(absent.dump(), "l.so").arguments[2].storageShape ==
+        std::vector<int64_t>{8, 4, 64, 8});
+
+  json three = m;
+  three["arguments"][2]["k_pack"] = 3;
+  CHECK(problem(three) == "field 'arguments[2].k_pack' is 3, expected 1 or 2");
+  json zero = m;
+  zero["arguments"][2]["k_pack"] = 0;
+  CHECK(problem(zero) ==
+        "field 'arguments[2].k_pack' must be an integer >= 1, found 0");
+  json text = m;
+  text["arguments"][2]["k_pack"] = "2";
+  CHECK(problem(text) ==
+        "field 'arguments[2].k_pack' must be an integer >= 1, found \"2\"");
+
+  CHECK(problem(with("/arguments/2/k_pack", 2)) ==
+        "field 'arguments[2].k_pack' is only valid with layout 'panels'");
+  CHECK(problem(with("/arguments/1/k_pack", 1)) ==
+        "field 'arguments[1].k_pack' is only valid with layout 'panels'");
+
+  // packed_shape must agree with k_pack: the K = 1 shape is wrong for K = 2.
+  json wrongPacked = m;
+  wrongPacked["arguments"][2]["packed_shape"] = {8, 4, 64, 8};
+  CHECK(problem(wrongPacked) ==
+        "arguments[2] ('experts.{e}.w1.weight') has packed_shape [8,4,64,8], "
+        "expected [8, 4, 32, 16] for panels of 8 with k_pack 2");
+  json wrongForOne = one;
+  wrongForOne["arguments"][2]["packed_shape"] = {8, 4, 32, 16};
+  CHECK(problem(wrongForOne) ==
+        "arguments[2] ('experts.{e}.w1.weight') has packed_shape "
+        "[8,4,32,16], expected [8, 4, 64, 8] for panels of 8");
+}
