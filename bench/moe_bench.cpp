@@ -56,7 +56,8 @@ namespace {
 
 constexpr const char *kUsage =
     R"(usage: moe-bench CONFIG|LAYER.so [--weights FILE | --random-weights] [--prefix P]
-                 [--dtype f32|bf16] [--tokens 1,16,128,1024] [--threads N]
+                 [--dtype f32|bf16] [--activation-dtype f32|bf16]
+                 [--tokens 1,16,128,1024] [--threads N]
                  [--baselines torch,blas] [--json OUT.json] [--plot OUT.png]
                  [--repeats R] [--warmup W] [--config CONFIG] [--seed S]
                  [--warm-caches] [--keep-tmp] [--device cpu|cuda]
@@ -75,6 +76,10 @@ inputs, next to the machine's measured limits (docs/bench.md).
                     file (the default without --weights)
   --prefix P        prefix of the block's tensors in the checkpoint
   --dtype D         the layer's expert weight dtype: f32 (default) or bf16
+  --activation-dtype D
+                    what a CONFIG's expert matmuls multiply activations in
+                    (moec --activation-dtype): f32 (default on cpu) or bf16;
+                    a LAYER.so says so in its metadata
   --tokens LIST     token counts per forward (default 1,16,128,1024)
   --threads N       threads for the layer, the baselines and the probes
                     (default: one per hardware thread)
@@ -105,6 +110,7 @@ inputs, next to the machine's measured limits (docs/bench.md).
 
 struct Options {
   std::string target, weights, prefix, dtype, jsonOut, plotOut, config, device;
+  std::string activationDtype;  // empty: moec's default for the target
   bool randomWeights = false, warmCaches = false, keepTmp = false;
   std::vector<int64_t> tokens = {1, 16, 128, 1024};
   int threads = 0;
@@ -154,6 +160,10 @@ Options parseArgs(int argc, char **argv) {
       o.dtype = value();
       dtypeGiven = true;
       if (o.dtype != "f32" && o.dtype != "bf16") usageError("--dtype is f32 or bf16, not '" + o.dtype + "'");
+    } else if (a == "--activation-dtype") {
+      o.activationDtype = value();
+      if (o.activationDtype != "f32" && o.activationDtype != "bf16")
+        usageError("--activation-dtype is f32 or bf16, not '" + o.activationDtype + "'");
     } else if (a == "--tokens") {
       o.tokens.clear();
       for (const std::string &t : splitList(value())) o.tokens.push_back(parseInt("--tokens", t, 1, 1 << 20));
@@ -436,6 +446,7 @@ void compileLayer(Run &r) {
   gProgress.phase(fmt::format("compiling {} (--weight-dtype {})", r.opt.target, r.dtype));
   std::vector<std::string> args = {moec, "compile", r.opt.target, "-o", r.layerPath, "--weight-dtype", r.dtype};
   if (r.cuda) args.insert(args.end(), {"--target", "cuda"});
+  if (!r.opt.activationDtype.empty()) args.insert(args.end(), {"--activation-dtype", r.opt.activationDtype});
   ProcResult p = runProcess(args, {}, false);
   if (p.status != 0) throw Error(fmt::format("moec compile {} failed (exit status {})", r.opt.target, p.status));
 }
@@ -640,8 +651,9 @@ void printReport(const Run &r) {
   const LayerInfo &l = r.layer;
   const Spec &s = r.spec;
   std::string shared = s.sharedInter ? fmt::format(", shared width {}", s.sharedInter) : "";
-  fmt::print("\nmoe-bench: {} layer: hidden {}, {} experts of width {}{}, top-{}; {} weights; {} thread{}\n",
-             l.family, l.hidden, l.experts, s.inter, shared, l.topK, r.dtype, r.opt.threads,
+  fmt::print("\nmoe-bench: {} layer: hidden {}, {} experts of width {}{}, top-{}; {} weights, {} activations; "
+             "{} thread{}\n",
+             l.family, l.hidden, l.experts, s.inter, shared, l.topK, r.dtype, l.activationDtype, r.opt.threads,
              r.opt.threads == 1 ? "" : "s");
   if (r.cuda) {
     std::string dense = r.denseBf16Tflops > 0 ? fmt::format("{:.1f} TFLOP/s (torch, 8192^3)", r.denseBf16Tflops)
@@ -719,6 +731,7 @@ json toJson(const Run &r) {
               {"bw_fraction", fraction(m.bytes / sec * 1e-9, bandwidthLimitGbps(r))}};
     const Measurement *moec = find(r, m.tokens, "moec");
     if (m.impl == "moec") {
+      e["activation_dtype"] = r.layer.activationDtype;
       json ratios = json::object();
       for (const Measurement &b : r.results)
         if (b.tokens == m.tokens && b.impl != "moec") ratios[b.impl] = b.ms / m.ms;
@@ -739,6 +752,7 @@ json toJson(const Run &r) {
                 {"threading", r.layer.threading}, {"metadata", r.layer.metadata}};
   j["family"] = r.layer.family;
   j["dtype"] = r.dtype;
+  j["activation_dtype"] = r.layer.activationDtype;
   j["target"] = r.opt.target;
   j["device"] = r.cuda ? "cuda" : "cpu";
   if (!r.configJson.is_null()) j["config"] = r.configJson;
@@ -800,6 +814,9 @@ int run(Options opt) {
       throw Error(fmt::format("--dtype {} does not match {}, whose expert weights are {}", o.dtype,
                               o.target, r.layer.expertDtype));
     r.dtype = r.layer.expertDtype;
+    if (!o.activationDtype.empty() && o.activationDtype != r.layer.activationDtype)
+      throw Error(fmt::format("--activation-dtype {} does not match {}, whose expert matmuls multiply {}",
+                              o.activationDtype, o.target, r.layer.activationDtype));
   }
   if (r.configJson.is_null()) {
     r.spec = Spec::fromLayer(r.layer);

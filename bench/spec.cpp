@@ -72,6 +72,7 @@ LayerInfo LayerInfo::fromMetadata(const std::string &text) {
   const json &m = l.metadata;
   l.family = field<std::string>(m, "family", "model family");
   l.moecVersion = m.value("moec_version", std::string("?"));
+  l.activationDtype = m.value("activation_dtype", std::string("f32"));
   l.threading = m.value("threading", std::string("none"));
   l.hidden = field<int64_t>(m, "hidden_size", "");
   l.experts = field<int64_t>(m, "num_experts", "");

@@ -45,6 +45,7 @@ int64_t dtypeBytes(const std::string &dtype);
 struct LayerInfo {
   nlohmann::json metadata;
   std::string family, moecVersion, threading;
+  std::string activationDtype = "f32";  // what the expert matmuls multiply
   int64_t hidden = 0, experts = 0, topK = 0, capacity = 0;
   bool tokenIndependent = true;
   std::vector<WeightArg> weights;

@@ -19,6 +19,14 @@ def ConvertMoEToLoopsPass : Pass<"convert-moe-to-loops"> {
     along the contiguous input dimension, one `vector.reduction` per
     output): see `DotKernel.h`. Every reduction runs in one fixed order per
     compiled layer, independent of threads and batch composition.
+
+    With `activation_type = bf16` the FFN tiles round their rows of `x` and
+    their hidden activations to bf16 before multiplying. Pair-packed bf16
+    weights (`weight_k_pack = 2`) are widened with one shift or mask per
+    two multiply-adds, or, with `bf16-dot` and bf16 activations, multiplied
+    by `x86vector.avx512.dot` (vdpbf16ps), whose order of additions (the
+    odd input of a pair, then the even one, each product exact in f32) the
+    widened kernel follows.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
@@ -28,6 +36,7 @@ def ConvertMoEToLoopsPass : Pass<"convert-moe-to-loops"> {
     "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect",
     "::mlir::vector::VectorDialect",
+    "::mlir::x86vector::X86VectorDialect",
   ];
   let options = [
     Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"8",
@@ -40,6 +49,13 @@ def ConvertMoEToLoopsPass : Pass<"convert-moe-to-loops"> {
     Option<"streamingRows", "streaming-rows", "int64_t", /*default=*/"2",
            "tiles with at most this many rows run the weight-streaming "
            "kernel">,
+    Option<"pairRowBlock", "pair-row-block", "int64_t", /*default=*/"4",
+           "activation rows per register block over pair-packed bf16 "
+           "weights">,
+    Option<"bf16Dot", "bf16-dot", "bool", /*default=*/"false",
+           "multiply bf16 activations and pair-packed bf16 weights with "
+           "AVX-512 BF16 dot products (x86vector.avx512.dot), for a CPU "
+           "that has them">,
   ];
 }
 

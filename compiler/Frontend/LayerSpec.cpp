@@ -73,7 +73,11 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext *context,
       arg(sharedExpertGate), spec.scoring, spec.k, spec.groups,
       spec.topkGroups, spec.groupScore, spec.renormalize,
       llvm::APFloat(spec.scalingFactor), spec.capacity, spec.activation,
-      spec.tileRows, /*schedule=*/nullptr);
+      spec.tileRows,
+      spec.ffnActivations == LayerSpec::WeightType::bf16
+          ? TypeAttr::get(b.getBF16Type())
+          : TypeAttr(),
+      /*schedule=*/nullptr);
   func::ReturnOp::create(b, loc, layer.getResults());
   return module;
 }

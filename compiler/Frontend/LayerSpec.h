@@ -32,6 +32,9 @@ struct LayerSpec {
   /// f32, or bf16 to halve the bytes a forward streams. The router and the
   /// other small weights stay f32.
   enum class WeightType { f32, bf16 } ffnWeights = WeightType::f32;
+  /// What the expert matmuls multiply activations in: f32, or bf16 (x and
+  /// the hidden activations rounded to bf16; sums stay f32).
+  WeightType ffnActivations = WeightType::f32;
 
   std::string routerName;
   std::string biasName;       // empty: no selection bias

@@ -26,6 +26,7 @@ void mlir::moe::buildMoECPUPreparePipeline(
   funcPm.addPass(createMoEDecomposeLayerPass());
   MoEPackWeightsPassOptions pack;
   pack.panel = options.vectorWidth;
+  pack.kPack = options.kPack;
   funcPm.addPass(createMoEPackWeightsPass(pack));
 }
 
@@ -37,6 +38,8 @@ void mlir::moe::buildMoECPUToLoopsPipeline(
   loops.rowBlock = options.rowBlock;
   loops.colBlock = options.colBlock;
   loops.streamingRows = options.streamingRows;
+  loops.pairRowBlock = options.pairRowBlock;
+  loops.bf16Dot = options.bf16Dot;
   funcPm.addPass(createConvertMoEToLoopsPass(loops));
   funcPm.addPass(createCanonicalizerPass());
   funcPm.addPass(createCSEPass());
@@ -58,7 +61,8 @@ void mlir::moe::buildMoECPUToLoopsPipeline(
   pm.addPass(createCSEPass());
 }
 
-void mlir::moe::buildMoELoopsToLLVMPipeline(OpPassManager &pm) {
+void mlir::moe::buildMoELoopsToLLVMPipeline(
+    OpPassManager &pm, const MoECPUPipelineOptions &options) {
   // Parallel loops (the tile loops) become OpenMP worksharing loops.
   pm.addPass(createConvertSCFToOpenMPPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
@@ -71,6 +75,12 @@ void mlir::moe::buildMoELoopsToLLVMPipeline(OpPassManager &pm) {
   // What LLVM has no intrinsic for (erf, tanh) becomes a libm call.
   pm.addPass(createConvertMathToLibmPass());
   pm.addPass(createConvertOpenMPToLLVMPass());
+  if (options.bf16Dot) {
+    // x86vector has no convert-to-llvm interface; only this pass lowers it.
+    ConvertVectorToLLVMPassOptions vector;
+    vector.x86Vector = true;
+    pm.addPass(createConvertVectorToLLVMPass(vector));
+  }
   pm.addPass(createConvertToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
 }
@@ -79,7 +89,7 @@ void mlir::moe::buildMoECPUPipeline(OpPassManager &pm,
                                     const MoECPUPipelineOptions &options) {
   buildMoECPUPreparePipeline(pm, options);
   buildMoECPUToLoopsPipeline(pm, options);
-  buildMoELoopsToLLVMPipeline(pm);
+  buildMoELoopsToLLVMPipeline(pm, options);
 }
 
 void mlir::moe::buildMoEGPUKernelsPipeline(

@@ -26,6 +26,19 @@ struct MoECPUPipelineOptions
       llvm::cl::desc("tiles with at most this many rows run the "
                      "weight-streaming kernel"),
       llvm::cl::init(2)};
+  Option<int64_t> pairRowBlock{
+      *this, "pair-row-block",
+      llvm::cl::desc("activation rows per register block over pair-packed "
+                     "bf16 weights"),
+      llvm::cl::init(4)};
+  Option<int64_t> kPack{
+      *this, "k-pack",
+      llvm::cl::desc("consecutive inputs per lane of packed bf16 weights"),
+      llvm::cl::init(1)};
+  Option<bool> bf16Dot{
+      *this, "bf16-dot",
+      llvm::cl::desc("AVX-512 BF16 dot products for bf16 activations"),
+      llvm::cl::init(false)};
 };
 
 /// moe.layer → the primitives, with the FFN weights the function receives
@@ -39,8 +52,10 @@ void buildMoECPUPreparePipeline(OpPassManager &pm,
 void buildMoECPUToLoopsPipeline(OpPassManager &pm,
                                 const MoECPUPipelineOptions &options);
 
-/// Loops over memrefs → the LLVM dialect.
-void buildMoELoopsToLLVMPipeline(OpPassManager &pm);
+/// Loops over memrefs → the LLVM dialect (with `bf16-dot`, the x86vector
+/// dot products to their LLVM intrinsics).
+void buildMoELoopsToLLVMPipeline(OpPassManager &pm,
+                                 const MoECPUPipelineOptions &options);
 
 /// The whole CPU pipeline: the three above.
 void buildMoECPUPipeline(OpPassManager &pm,

@@ -151,6 +151,17 @@ static json::Object routingOf(func::FuncOp entry) {
   return routing;
 }
 
+/// "bf16" when the expert matmuls multiply bf16-rounded activations
+/// (`activation_type = bf16` on moe.layer or the FFN primitives).
+static StringRef activationDtypeOf(func::FuncOp entry) {
+  bool bf16 = false;
+  entry.walk([&](Operation *op) {
+    if (auto type = op->getAttrOfType<TypeAttr>("activation_type"))
+      bf16 |= type.getValue().isBF16();
+  });
+  return bf16 ? "bf16" : "f32";
+}
+
 static json::Array shapeOf(ShapedType type) {
   json::Array shape;
   for (int64_t d : type.getShape())
@@ -186,6 +197,8 @@ std::string mlir::moe::buildLayerMetadata(ModuleOp module,
       arg["shape"] = json::Array(logical.asArrayRef());
       arg["layout"] = "panels";
       arg["panel"] = panel.getInt();
+      if (auto pack = entry.getArgAttrOfType<IntegerAttr>(i, "moe.k_pack"))
+        arg["k_pack"] = pack.getInt();
       arg["packed_shape"] = shapeOf(tensor);
     }
     arguments.push_back(std::move(arg));
@@ -206,8 +219,10 @@ std::string mlir::moe::buildLayerMetadata(ModuleOp module,
   int64_t perToken = 4 * (2 * experts + 4 * k + k * hidden + 3 * hidden);
   int64_t fixed = experts * tile * (4 * hidden + 8) + 64 * 1024;
   // Each thread running a tile holds its rows' tokens, scales and hidden
-  // activations (routed and shared experts may not overlap, so twice).
-  int64_t perThread = 2 * tile * (4 * (layer.width + 64) + 16);
+  // activations (routed and shared experts may not overlap, so twice), and
+  // with bf16 activations its rows of x rounded to bf16.
+  int64_t staged = activationDtypeOf(entry) == "bf16" ? 4 * (hidden + 64) : 0;
+  int64_t perThread = 2 * tile * (4 * (layer.width + 64) + staged + 16);
 
   StringRef family = "custom";
   if (auto attr = module->getAttrOfType<StringAttr>("moe.family"))
@@ -223,6 +238,7 @@ std::string mlir::moe::buildLayerMetadata(ModuleOp module,
       {"token_independent", layer.capacity == 0},
       {"workspace_bytes_per_token", perToken},
       {"routing", routingOf(entry)},
+      {"activation_dtype", activationDtypeOf(entry)},
       {"workspace_bytes_fixed", fixed},
       {"workspace_bytes_per_thread", perThread},
       {"threading", "openmp"},
@@ -233,7 +249,8 @@ std::string mlir::moe::buildLayerMetadata(ModuleOp module,
 
 void mlir::moe::eraseWeightNames(func::FuncOp entry) {
   for (unsigned i = 0; i < entry.getNumArguments(); ++i)
-    for (StringRef name : {"moe.weight", "moe.panel", "moe.logical_shape"})
+    for (StringRef name :
+         {"moe.weight", "moe.panel", "moe.k_pack", "moe.logical_shape"})
       entry.removeArgAttr(i, name);
 }
 

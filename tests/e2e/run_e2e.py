@@ -29,7 +29,8 @@ runs the driver against stand-ins built on the reference, to test the driver its
 `--target cuda`: the layers are compiled with `moec --target cuda` (or taken from `--prebuilt
 DIR`, as `DIR/FAMILY.cuda.so`, where the GPU machine has no moec) and run with `moe-run --device
 cuda`. The GPU computes bf16 x bf16 -> f32 (activations and weights rounded to bf16), so every
-numeric case uses the bf16 tolerance; the bf16w dtype (a CPU-only compile option) is left out.
+numeric case uses the bf16 tolerance; the bf16w, bf16a and bf16ap dtypes (CPU compile options)
+are left out.
 Without a usable CUDA device (or toolkit, to compile) the run prints `SKIP: <why>` and exits 77,
 which ctest reports as skipped, never as passed.
 """
@@ -58,8 +59,22 @@ TOKENS = (1, 7, 64, 300)
 # f32, bf16: the checkpoint's dtype (the layer keeps f32 weights; the reference reads the same
 # rounded values). bf16w: an f32 checkpoint run by a layer compiled with --weight-dtype bf16,
 # which rounds the expert weights to bf16 at load time: compared with the f32 reference at the
-# looser bf16 tolerance.
-DTYPES = ("f32", "bf16", "bf16w")
+# looser bf16 tolerance. bf16a: the BF16 checkpoint run by a layer compiled with --weight-dtype
+# bf16 --activation-dtype bf16 (x and the hidden activations rounded to bf16 before the expert
+# matmuls, the GPU's arithmetic), compared at the f32 tolerance with the reference that rounds
+# the same activations (ref.round_to_bf16): the weights are the same values on both sides, so
+# only the order of f32 sums differs, and a layer that did not round would be caught. bf16ap:
+# the same with the expert weights packed in pairs of inputs (--k-pack 2, the layout AVX-512
+# BF16 dot products read; widened where the CPU has none, in the instruction's order of sums).
+DTYPES = ("f32", "bf16", "bf16w", "bf16a", "bf16ap")
+# The compile options of each layer variant.
+LAYER_OPTIONS = {
+    "f32": ["--weight-dtype", "f32"],
+    "bf16": ["--weight-dtype", "bf16"],
+    "bf16a": ["--weight-dtype", "bf16", "--activation-dtype", "bf16"],
+    "bf16ap": ["--weight-dtype", "bf16", "--activation-dtype", "bf16", "--k-pack", "2"],
+}
+ROUNDED_ACTIVATIONS = ("bf16a", "bf16ap")
 RELATIVE_TOLERANCE = 1e-3
 BF16_WEIGHTS_TOLERANCE = 1e-2
 SKIP = 77  # ctest's SKIP_RETURN_CODE
@@ -127,7 +142,7 @@ class Env:
         if key not in self._layers:
             out = self.scratch(family, f"layer.{weight_dtype}.so")
             p = run([self.moec, "compile", self.example(family, "config.json"), "-o", out,
-                     "--weight-dtype", weight_dtype, "--target", self.target])
+                     *LAYER_OPTIONS[weight_dtype], "--target", self.target])
             self._layers[key] = (out if p.returncode == 0 and os.path.exists(out)
                                  else CaseFailure(f"moec compile failed ({describe(p)})"))
         if isinstance(self._layers[key], CaseFailure):
@@ -137,6 +152,8 @@ class Env:
     def weights(self, family, dtype):
         if (family, dtype) not in self._weights:
             src = self.example(family, "model.safetensors")
+            if dtype in ROUNDED_ACTIVATIONS:
+                return self.weights(family, "bf16")
             if dtype in ("f32", "bf16w"):
                 self._weights[family, dtype] = src
             else:
@@ -152,7 +169,8 @@ class Env:
                                  self.prefix(family))
             self._ref_weights[family, dtype] = (spec, w)
         spec, w = self._ref_weights[family, dtype]
-        return spec, ref.forward(spec, w, x.astype(np.float64))
+        rounding = ref.round_to_bf16 if dtype in ROUNDED_ACTIVATIONS else None
+        return spec, ref.forward(spec, w, x.astype(np.float64), rounding)
 
 
 def run(argv):
@@ -190,7 +208,8 @@ def make_input(family, tokens, hidden):
 # --- numeric cases ---
 
 def check_numeric(env, case):
-    layer = env.layer(case.family, "bf16" if case.dtype == "bf16w" else "f32")
+    layer = env.layer(case.family, "bf16" if case.dtype == "bf16w"
+                      else case.dtype if case.dtype in ROUNDED_ACTIVATIONS else "f32")
     weights = env.weights(case.family, case.dtype)
     spec = ref.parse_config(env.config(case.family))
     x = make_input(case.family, case.tokens, spec.hidden)

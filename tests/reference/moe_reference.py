@@ -321,9 +321,21 @@ def route(spec, logits, bias=None):
     return indices, weights, np.stack([expert_gap, group_gap], axis=1)
 
 
-def _ffn(act, x, up, down, gate=None):
+def round_to_bf16(a):
+    """a rounded to the nearest bfloat16 (ties to even), as float64: through float32, as a
+    compiled layer rounds its f32 values."""
+    bits = np.asarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000).astype(np.uint32)
+    return bits.view(np.float32).astype(np.float64)
+
+
+def _ffn(act, x, up, down, gate=None, rounding=None):
+    """down(act(gate x) * up x); `rounding` (e.g. round_to_bf16) is applied to x and to the
+    hidden activations before they are multiplied."""
+    rounding = rounding or (lambda a: a)
+    x = rounding(x)
     h = act(x @ gate.T) * (x @ up.T) if gate is not None else act(x @ up.T)
-    return h @ down.T
+    return rounding(h) @ down.T
 
 
 @dataclasses.dataclass
@@ -334,8 +346,10 @@ class Result:
     tokens_per_expert: np.ndarray  # [E]
 
 
-def forward(spec, weights, x):
-    """One forward of the block over x [T, hidden] (float64)."""
+def forward(spec, weights, x, rounding=None):
+    """One forward of the block over x [T, hidden] (float64). `rounding` (round_to_bf16 for a
+    layer compiled with --activation-dtype bf16) rounds the expert matmuls' activations; the
+    router and the shared experts' sigmoid gate read x as it is."""
     act = ACTIVATIONS[spec.act]
     indices, routing, gaps = route(spec, x @ weights["router"].T, weights.get("bias"))
     out = np.zeros_like(x)
@@ -343,10 +357,11 @@ def forward(spec, weights, x):
         tokens, slots = np.nonzero(indices == e)
         if tokens.size:
             y = _ffn(act, x[tokens], weights["up"][e], weights["down"][e],
-                     weights["gate"][e] if "gate" in weights else None)
+                     weights["gate"][e] if "gate" in weights else None, rounding)
             out[tokens] += routing[tokens, slots, None] * y
     if spec.shared_inter:
-        shared = _ffn(act, x, weights["shared_up"], weights["shared_down"], weights["shared_gate"])
+        shared = _ffn(act, x, weights["shared_up"], weights["shared_down"],
+                      weights["shared_gate"], rounding)
         if "shared_expert_gate" in weights:
             shared = shared * _sigmoid(x @ weights["shared_expert_gate"][0])[:, None]
         out += shared

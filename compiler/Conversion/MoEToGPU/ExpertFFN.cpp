@@ -434,6 +434,11 @@ LogicalResult mlir::moe::checkFFNForGPU(Operation *op, int64_t hidden,
     return op->emitOpError("the cuda target reads unpacked weights, not "
                            "weight_panel = ")
            << weightPanel;
+  if (auto type = op->getAttrOfType<TypeAttr>("activation_type");
+      type && !type.getValue().isBF16())
+    return op->emitOpError("the cuda target multiplies bf16 activations "
+                           "(tensor cores), not activation_type = ")
+           << type.getValue();
   if (hidden % 16 != 0)
     return op->emitOpError("the cuda target needs the hidden size to be a "
                            "multiple of 16 (bf16 mma k-step), got ")

@@ -4,6 +4,7 @@
 
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Dialect/X86Vector/X86VectorDialect.h"
 
 using namespace mlir;
 using namespace mlir::moe;
@@ -160,31 +161,26 @@ void forEachOutputBlock(LoopEmitter &em, int64_t numOutputs, int64_t perBlock,
     body(em.index(out), 1);
 }
 
-/// acc[m][c] = sum over k of broadcast(rows[m][k]) * panel_c[k, :].
-SmallVector<Value> emitPanelBlock(LoopEmitter &em, const RegisterBlock &block,
-                                  int64_t depth, int64_t width) {
+/// The panel vectors of output block `p` at step `k` (a pair of inputs
+/// when `kPack` is 2).
+Value loadPanel(LoopEmitter &em, const RowRef &panel, Value k, int64_t lanes) {
+  SmallVector<Value> idx(panel.prefix);
+  idx.append({k, em.index(0)});
+  Type element = cast<MemRefType>(panel.memref.getType()).getElementType();
+  return vector::LoadOp::create(em.builder(), VectorType::get({lanes}, element),
+                                panel.memref, idx);
+}
+
+/// One step of k over single-input lanes:
+/// acc[m][c] += broadcast(rows[m][k]) * panel_c[k, :].
+SmallVector<Value> panelStep(LoopEmitter &em, const RegisterBlock &block,
+                             Value k, int64_t width, ValueRange acc) {
   auto &b = em.builder();
   auto vecType = VectorType::get({width}, em.f32());
-  Value zero = arith::ConstantOp::create(
-      b, vecType, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0)));
-  SmallVector<Value> init(block.rows.size() * block.cols.size(), zero);
-  auto loop =
-      scf::ForOp::create(b, em.index(0), em.index(depth), em.index(1), init);
-  OpBuilder::InsertionGuard guard(b);
-  Block *body = loop.getBody();
-  if (!body->empty())
-    body->getTerminator()->erase();
-  b.setInsertionPointToEnd(body);
-  Value k = loop.getInductionVar();
-  ValueRange acc = loop.getRegionIterArgs();
   SmallVector<Value> w, next;
   for (const RowRef &panel : block.cols) {
-    SmallVector<Value> idx(panel.prefix);
-    idx.append({k, em.index(0)});
-    Type element = cast<MemRefType>(panel.memref.getType()).getElementType();
-    Value v = vector::LoadOp::create(b, VectorType::get({width}, element),
-                                     panel.memref, idx);
-    if (!element.isF32())
+    Value v = loadPanel(em, panel, k, width);
+    if (!cast<VectorType>(v.getType()).getElementType().isF32())
       v = arith::ExtFOp::create(b, vecType, v);
     w.push_back(v);
   }
@@ -197,7 +193,100 @@ SmallVector<Value> emitPanelBlock(LoopEmitter &em, const RegisterBlock &block,
       next.push_back(vector::FMAOp::create(b, a, w[c],
                                            acc[m * block.cols.size() + c]));
   }
-  scf::YieldOp::create(b, next);
+  return next;
+}
+
+/// One step over a pair of inputs (2 kk, 2 kk + 1) of pair-packed bf16
+/// panels: each 32-bit lane holds the bf16 weights of both inputs. bf16
+/// activation rows: one vdpbf16ps per accumulator. f32 rows: the lanes are
+/// widened by a mask (odd input: the high half is its f32) and a shift
+/// (even input) and multiplied in the instruction's order, odd then even,
+/// so that both give the same sums for bf16-rounded activations.
+SmallVector<Value> pairStep(LoopEmitter &em, const RegisterBlock &block,
+                            Value kk, int64_t width, ValueRange acc) {
+  auto &b = em.builder();
+  auto vecType = VectorType::get({width}, em.f32());
+  auto intType = VectorType::get({width}, b.getI32Type());
+  auto pairsType = VectorType::get({2 * width}, b.getBF16Type());
+  Value k0 = arith::MulIOp::create(b, kk, em.index(2));
+  Value k1 = arith::AddIOp::create(b, k0, em.index(1));
+  auto rowIndex = [&](size_t m, Value k) {
+    SmallVector<Value> idx(block.rows[m].prefix);
+    idx.push_back(k);
+    return idx;
+  };
+  size_t numCols = block.cols.size();
+  SmallVector<Value> next(acc);
+  auto rowType = cast<MemRefType>(block.rows.front().memref.getType());
+  if (rowType.getElementType().isBF16()) {
+    SmallVector<Value> w;
+    for (const RowRef &panel : block.cols)
+      w.push_back(loadPanel(em, panel, kk, 2 * width));
+    for (size_t m = 0; m < block.rows.size(); ++m) {
+      Value pair = vector::LoadOp::create(
+          b, VectorType::get({2}, b.getBF16Type()), block.rows[m].memref,
+          rowIndex(m, k0));
+      Value bits = vector::BitCastOp::create(
+          b, VectorType::get({1}, b.getI32Type()), pair);
+      Value a = vector::BitCastOp::create(
+          b, pairsType, vector::BroadcastOp::create(b, intType, bits));
+      for (size_t c = 0; c < numCols; ++c)
+        next[m * numCols + c] = x86vector::DotBF16Op::create(
+            b, vecType, next[m * numCols + c], a, w[c]);
+    }
+    return next;
+  }
+  // One panel at a time, its odd half multiplied into every row before its
+  // even half is formed: 12 accumulators (AVX2), one widened vector and one
+  // broadcast stay live, within the 16 registers. (Widening every panel
+  // first would spill.) The broadcasts are re-read per panel: loads from L1
+  // folded into the broadcast, no arithmetic.
+  for (size_t c = 0; c < numCols; ++c) {
+    Value lanes = vector::BitCastOp::create(
+        b, intType, loadPanel(em, block.cols[c], kk, 2 * width));
+    Value odd = arith::BitcastOp::create(
+        b, vecType,
+        arith::AndIOp::create(b, lanes, em.i32Like(lanes, 0xffff0000u)));
+    for (size_t m = 0; m < block.rows.size(); ++m) {
+      Value a1 = vector::BroadcastOp::create(
+          b, vecType, em.load(block.rows[m].memref, rowIndex(m, k1)));
+      Value &sum = next[m * numCols + c];
+      sum = vector::FMAOp::create(b, a1, odd, sum);
+    }
+    Value even = arith::BitcastOp::create(
+        b, vecType, arith::ShLIOp::create(b, lanes, em.i32Like(lanes, 16)));
+    for (size_t m = 0; m < block.rows.size(); ++m) {
+      Value a0 = vector::BroadcastOp::create(
+          b, vecType, em.load(block.rows[m].memref, rowIndex(m, k0)));
+      Value &sum = next[m * numCols + c];
+      sum = vector::FMAOp::create(b, a0, even, sum);
+    }
+  }
+  return next;
+}
+
+/// acc[m][c] = sum over k of broadcast(rows[m][k]) * panel_c[k, :], over
+/// single inputs or, when `kPack` is 2, pairs of them.
+SmallVector<Value> emitPanelBlock(LoopEmitter &em, const RegisterBlock &block,
+                                  int64_t depth, int64_t kPack,
+                                  int64_t width) {
+  auto &b = em.builder();
+  auto vecType = VectorType::get({width}, em.f32());
+  Value zero = arith::ConstantOp::create(
+      b, vecType, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0)));
+  SmallVector<Value> init(block.rows.size() * block.cols.size(), zero);
+  auto loop = scf::ForOp::create(b, em.index(0), em.index(depth / kPack),
+                                 em.index(1), init);
+  OpBuilder::InsertionGuard guard(b);
+  Block *body = loop.getBody();
+  if (!body->empty())
+    body->getTerminator()->erase();
+  b.setInsertionPointToEnd(body);
+  Value k = loop.getInductionVar();
+  ValueRange acc = loop.getRegionIterArgs();
+  scf::YieldOp::create(
+      b, kPack == 2 ? pairStep(em, block, k, width, acc)
+                    : panelStep(em, block, k, width, acc));
   return SmallVector<Value>(loop.getResults());
 }
 } // namespace
@@ -229,7 +318,8 @@ void mlir::moe::emitBlockedDots(
 
 void mlir::moe::emitPanelDots(
     LoopEmitter &em, Value numRows, int64_t numPanels,
-    int64_t matricesPerPanel, int64_t depth, const DotSchedule &schedule,
+    int64_t matricesPerPanel, int64_t depth, int64_t kPack,
+    const DotSchedule &schedule,
     function_ref<RowRef(Value)> activationRow,
     function_ref<SmallVector<RowRef>(Value)> panelRefs,
     function_ref<void(Value, Value, ArrayRef<Value>)> epilogue) {
@@ -237,7 +327,7 @@ void mlir::moe::emitPanelDots(
   auto run = [&](Value row0, int64_t m, Value panel0, int64_t n) {
     RegisterBlock block = gatherBlock(em, row0, m, panel0, n, activationRow, panelRefs);
     SmallVector<Value> acc =
-        emitPanelBlock(em, block, depth, schedule.vectorWidth);
+        emitPanelBlock(em, block, depth, kPack, schedule.vectorWidth);
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j)
         epilogue(block.rowIds[i], block.outIds[j],
@@ -273,7 +363,7 @@ void mlir::moe::emitPanelDots(
       [&] {
         forEachOutputBlock(
             em, numPanels, panelsPerBlock, [&](Value panel0, int64_t n) {
-              forEachRowBlock(em, numRows, schedule.rowBlock,
+              forEachRowBlock(em, numRows, kPack == 2 ? schedule.pairRowBlock : schedule.rowBlock,
                               [&](Value row0, int64_t m) {
                                 run(row0, m, panel0, n);
                               });

@@ -36,6 +36,12 @@ struct DotSchedule {
   /// at a time against wide panel blocks, each weight read once (the
   /// few-tokens, bandwidth-bound regime).
   int64_t streamingRows = 2;
+  /// MR over pair-packed bf16 panels: each panel vector is widened into
+  /// two, so fewer rows fit the register file (AVX2: 4).
+  int64_t pairRowBlock = 4;
+  /// The CPU has AVX-512 BF16 (vdpbf16ps): a target property, not a tuning
+  /// choice, so it is not part of #moe.cpu_schedule.
+  bool bf16Dot = false;
 };
 
 /// `dots[m][n] = sum_{k < depth} rows[m][k] * cols[n][k]`.
@@ -63,11 +69,15 @@ void emitBlockedDots(
 /// vector per k, and each activation element is broadcast: MR x NC vector
 /// accumulators of outputs, no horizontal reductions. `panelRefs(p)` gives
 /// the panels of output block `p` (one per matrix, e.g. gate and up);
-/// element (k, lane) of a panel is `memref[prefix..., k, lane]`.
-/// `epilogue(row, p, vectors)` receives one accumulator per matrix.
+/// element (k, lane) of a panel is `memref[prefix..., k, lane]`, or with
+/// `kPack = 2` (bf16 pairs, `depth` even) `memref[prefix..., k / 2,
+/// 2 lane + k % 2]`, multiplied with vdpbf16ps when the activation rows
+/// are bf16. `epilogue(row, p, vectors)` receives one accumulator per
+/// matrix.
 void emitPanelDots(
     LoopEmitter &em, Value numRows, int64_t numPanels,
-    int64_t matricesPerPanel, int64_t depth, const DotSchedule &schedule,
+    int64_t matricesPerPanel, int64_t depth, int64_t kPack,
+    const DotSchedule &schedule,
     function_ref<RowRef(Value row)> activationRow,
     function_ref<SmallVector<RowRef>(Value panel)> panelRefs,
     function_ref<void(Value row, Value panel, ArrayRef<Value> vectors)>

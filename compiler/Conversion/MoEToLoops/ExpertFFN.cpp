@@ -25,23 +25,46 @@ struct TileRows {
 /// out[outBase + r] = scale[r] * down(act(gate x) * up x) for the first
 /// `valid` rows of a tile; `expert` picks the slice of stacked weights
 /// (null for a shared expert's 2-D weights).
-/// Scratch for one tile: row tokens, row scales, and the hidden activations
-/// (heap: tile_rows x width floats can exceed a thread's stack).
+/// Scratch for one tile: row tokens, row scales, the hidden activations
+/// and, with bf16 activations, the tile's rows of x rounded to bf16 (heap:
+/// tile_rows x width floats can exceed a thread's stack).
 struct TileScratch {
   TileRows rows;
   Value hidden; // [tile_rows, width]
+  Value x;      // [tile_rows, hidden], or null: the matmuls read x itself
+
+  /// The matmuls' activation row `r`: the staged row, else x[token[r]].
+  RowRef activationRow(LoopEmitter &em, Value input, Value r) const {
+    if (x)
+      return RowRef{x, {r}};
+    return RowRef{input, {memref::LoadOp::create(em.builder(), rows.token,
+                                                 ValueRange{r})}};
+  }
+
+  /// hidden[indices] = a, rounded to bf16 with bf16 activations.
+  void storeHidden(LoopEmitter &em, Value a, ValueRange indices) const {
+    if (x)
+      em.storeRoundedToBF16(a, hidden, indices);
+    else if (isa<VectorType>(a.getType()))
+      vector::StoreOp::create(em.builder(), a, hidden, indices);
+    else
+      em.store(a, hidden, indices);
+  }
 };
 
-/// emitFFNTile for weights packed into panels of one vector each.
+/// emitFFNTile for weights packed into panels of one vector each (of
+/// `kPack` inputs per lane).
 void emitPackedFFNTile(LoopEmitter &em, Activation activation,
                        const DotSchedule &schedule, Value x,
-                       const TileRows &tile, Value valid, Value gate, Value up,
-                       Value down, Value expert, Value hidden, Value out,
-                       Value outBase) {
+                       const TileScratch &scratch, Value valid, Value gate,
+                       Value up, Value down, Value expert, Value out,
+                       Value outBase, int64_t kPack) {
   auto &b = em.builder();
+  const TileRows &tile = scratch.rows;
+  Value hidden = scratch.hidden;
   int64_t lanes = schedule.vectorWidth;
   auto downType = cast<MemRefType>(down.getType());
-  int64_t width = downType.getDimSize(downType.getRank() - 2);
+  int64_t width = downType.getDimSize(downType.getRank() - 2) * kPack;
   int64_t hiddenSize = cast<MemRefType>(x.getType()).getDimSize(1);
   auto panelRef = [&](Value w, Value p) {
     return expert ? RowRef{w, {expert, p}} : RowRef{w, {p}};
@@ -52,11 +75,8 @@ void emitPackedFFNTile(LoopEmitter &em, Activation activation,
 
   emitPanelDots(
       em, valid, llvm::divideCeilSigned(width, lanes), gate ? 2 : 1, hiddenSize,
-      schedule,
-      [&](Value r) {
-        return RowRef{x,
-                      {memref::LoadOp::create(b, tile.token, ValueRange{r})}};
-      },
+      kPack, schedule,
+      [&](Value r) { return scratch.activationRow(em, x, r); },
       [&](Value p) -> SmallVector<RowRef> {
         if (gate)
           return {panelRef(gate, p), panelRef(up, p)};
@@ -66,14 +86,15 @@ void emitPackedFFNTile(LoopEmitter &em, Activation activation,
         Value a = em.activation(activation, acc[0]);
         if (gate)
           a = em.mul(a, acc[1]);
-        vector::StoreOp::create(b, a, hidden, ValueRange{r, lane0(p)});
+        scratch.storeHidden(em, a, {r, lane0(p)});
       });
 
   // The down projection, scaled in its epilogue; a partial last panel is
   // stored through a mask.
   auto maskType = VectorType::get({lanes}, b.getI1Type());
   emitPanelDots(
-      em, valid, llvm::divideCeilSigned(hiddenSize, lanes), 1, width, schedule,
+      em, valid, llvm::divideCeilSigned(hiddenSize, lanes), 1, width, kPack,
+      schedule,
       [&](Value r) { return RowRef{hidden, {r}}; },
       [&](Value q) -> SmallVector<RowRef> { return {panelRef(down, q)}; },
       [&](Value r, Value q, ArrayRef<Value> acc) {
@@ -82,7 +103,7 @@ void emitPackedFFNTile(LoopEmitter &em, Activation activation,
           y = em.mul(vector::BroadcastOp::create(b, y.getType(),
                                                  em.load(tile.scale, {r})),
                      y);
-        ValueRange at{arith::AddIOp::create(b, outBase, r), lane0(q)};
+        SmallVector<Value> at{arith::AddIOp::create(b, outBase, r), lane0(q)};
         if (hiddenSize % lanes == 0) {
           vector::StoreOp::create(b, y, out, at);
           return;
@@ -94,13 +115,14 @@ void emitPackedFFNTile(LoopEmitter &em, Activation activation,
 }
 
 void emitFFNTile(LoopEmitter &em, Activation activation,
-                 const DotSchedule &schedule, Value x, const TileRows &tile,
-                 Value valid, Value gate, Value up, Value down, Value expert,
-                 const TileScratch &scratch, Value out, Value outBase,
-                 int64_t panel) {
+                 const DotSchedule &schedule, Value x,
+                 const TileScratch &scratch, Value valid, Value gate, Value up,
+                 Value down, Value expert, Value out, Value outBase,
+                 int64_t panel, int64_t kPack) {
   if (panel > 0)
-    return emitPackedFFNTile(em, activation, schedule, x, tile, valid, gate,
-                             up, down, expert, scratch.hidden, out, outBase);
+    return emitPackedFFNTile(em, activation, schedule, x, scratch, valid, gate,
+                             up, down, expert, out, outBase, kPack);
+  const TileRows &tile = scratch.rows;
   Value hidden = scratch.hidden;
   auto &b = em.builder();
   auto upType = cast<MemRefType>(up.getType());
@@ -109,9 +131,7 @@ void emitFFNTile(LoopEmitter &em, Activation activation,
   auto weightRow = [&](Value w, Value row) {
     return expert ? RowRef{w, {expert, row}} : RowRef{w, {row}};
   };
-  auto tokenRow = [&](Value r) {
-    return RowRef{x, {memref::LoadOp::create(b, tile.token, ValueRange{r})}};
-  };
+  auto tokenRow = [&](Value r) { return scratch.activationRow(em, x, r); };
 
   // Gate and up projections with the activation applied to the results.
   emitBlockedDots(
@@ -125,7 +145,7 @@ void emitFFNTile(LoopEmitter &em, Activation activation,
         Value a = em.activation(activation, dots[0]);
         if (gate)
           a = em.mul(a, dots[1]);
-        em.store(a, hidden, {r, i});
+        scratch.storeHidden(em, a, {r, i});
       });
 
   // The down projection, scaled in its epilogue.
@@ -146,17 +166,55 @@ int64_t paddedWidth(int64_t width, int64_t panel) {
   return panel ? llvm::divideCeilSigned(width, panel) * panel : width;
 }
 
+/// What the matmuls of an FFN op multiply: with bf16 activations, rows
+/// of x staged rounded to bf16 and the hidden activations rounded, kept as
+/// bf16 when the CPU's bf16 dot products read them (pair-packed weights),
+/// else as f32 holding bf16 values.
+struct ActivationStaging {
+  bool bf16 = false;
+  Type element; // of the staged rows and the hidden activations
+
+  template <typename OpTy>
+  static ActivationStaging of(OpTy op, const DotSchedule &schedule,
+                              Builder &b) {
+    ActivationStaging staging;
+    staging.bf16 = op.hasBF16Activations();
+    bool dot = staging.bf16 && schedule.bf16Dot && op.getWeightKPack() == 2;
+    staging.element = dot ? Type(b.getBF16Type()) : Type(b.getF32Type());
+    return staging;
+  }
+};
+
 /// Scratch of one tile, allocated inside the (parallel) tile loop so that
 /// each thread has its own; heap, because tile_rows x width floats can
 /// exceed a worker thread's stack.
-TileScratch allocTileScratch(LoopEmitter &em, int64_t tileRows,
-                             int64_t width) {
+TileScratch allocTileScratch(LoopEmitter &em, int64_t tileRows, int64_t width,
+                             int64_t hiddenSize,
+                             const ActivationStaging &staging) {
   auto &b = em.builder();
   TileScratch s;
   s.rows.token = em.alloc(MemRefType::get({tileRows}, b.getIndexType()));
   s.rows.scale = em.alloc(MemRefType::get({tileRows}, em.f32()));
-  s.hidden = em.alloc(MemRefType::get({tileRows, width}, em.f32()));
+  s.hidden = em.alloc(MemRefType::get({tileRows, width}, staging.element));
+  if (staging.bf16)
+    s.x = em.alloc(MemRefType::get({tileRows, hiddenSize}, staging.element));
   return s;
+}
+
+/// With bf16 activations: the tile's `valid` rows of x, rounded to bf16,
+/// into the scratch (the router and the shared experts' sigmoid gate keep
+/// reading x in f32).
+void stageActivationRows(LoopEmitter &em, Value x, const TileScratch &scratch,
+                         Value valid, int64_t hiddenSize) {
+  if (!scratch.x)
+    return;
+  auto &b = em.builder();
+  em.forEach(0, valid, [&](Value r) {
+    Value token = memref::LoadOp::create(b, scratch.rows.token, ValueRange{r});
+    em.forEach(0, em.index(hiddenSize), [&](Value h) {
+      em.storeRoundedToBF16(em.load(x, {token, h}), scratch.x, {r, h});
+    });
+  });
 }
 
 /// The panel kernels load one vector per panel.
@@ -198,8 +256,10 @@ struct ExpertFFNToLoops : OpRewritePattern<ExpertFFNOp> {
     // One flat parallel loop over tiles: every row of a tile has the same
     // expert, and its used rows come first (padding ends each expert's
     // segment). Tiles write disjoint rows, so any thread may run any tile.
+    auto staging = ActivationStaging::of(op, schedule, b);
     em.parallelForEach(em.index(0), em.dim(tileExperts, 0), [&](Value tile) {
-      TileScratch scratch = allocTileScratch(em, tileRows, width);
+      TileScratch scratch = allocTileScratch(
+          em, tileRows, width, op.getInput().getType().getDimSize(1), staging);
       Value expert = em.toIndex(em.load(tileExperts, {tile}));
       Value base = arith::MulIOp::create(b, tile, em.index(tileRows));
       Value valid = em.reduce(
@@ -224,9 +284,11 @@ struct ExpertFFNToLoops : OpRewritePattern<ExpertFFNOp> {
         em.forEach(0, hiddenSize,
                    [&](Value h) { em.store(em.f32(0.0), out, {row, h}); });
       });
-      emitFFNTile(em, op.getActivation(), schedule, x, scratch.rows, valid,
-                  gate, up, down, expert, scratch, out, base,
-                  op.getWeightPanel());
+      stageActivationRows(em, x, scratch, valid,
+                          op.getInput().getType().getDimSize(1));
+      emitFFNTile(em, op.getActivation(), schedule, x, scratch, valid, gate,
+                  up, down, expert, out, base, op.getWeightPanel(),
+                  op.getWeightKPack());
     });
     rewriter.replaceOp(op, em.toTensor(out, type));
     return success();
@@ -262,8 +324,10 @@ struct SharedExpertToLoops : OpRewritePattern<SharedExpertOp> {
     // Parallel tiles of consecutive tokens.
     Value rowsPerTile = em.index(tileRows);
     Value numTiles = arith::CeilDivUIOp::create(b, tokens, rowsPerTile);
+    auto staging = ActivationStaging::of(op, schedule, b);
     em.parallelForEach(em.index(0), numTiles, [&](Value tile) {
-      TileScratch scratch = allocTileScratch(em, tileRows, width);
+      TileScratch scratch =
+          allocTileScratch(em, tileRows, width, hiddenSize, staging);
       if (!expertGate)
         scratch.rows.scale = Value();
       Value base = arith::MulIOp::create(b, tile, rowsPerTile);
@@ -288,9 +352,10 @@ struct SharedExpertToLoops : OpRewritePattern<SharedExpertOp> {
               em.store(em.sigmoid(dots[0]), scratch.rows.scale, {r});
             });
       }
-      emitFFNTile(em, op.getActivation(), schedule, x, scratch.rows, valid,
-                  gate, up, down, Value(), scratch, out, base,
-                  op.getWeightPanel());
+      stageActivationRows(em, x, scratch, valid, hiddenSize);
+      emitFFNTile(em, op.getActivation(), schedule, x, scratch, valid, gate,
+                  up, down, Value(), out, base, op.getWeightPanel(),
+                  op.getWeightKPack());
     });
     rewriter.replaceOp(op, em.toTensor(out, type));
     return success();

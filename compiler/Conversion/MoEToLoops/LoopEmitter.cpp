@@ -7,6 +7,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 #include <cmath>
 
@@ -30,6 +31,15 @@ Value LoopEmitter::f32Like(Value like, double v) {
     return f32(v);
   return arith::ConstantOp::create(
       b, vec, DenseElementsAttr::get(vec, b.getF32FloatAttr(v)));
+}
+
+Value LoopEmitter::i32Like(Value like, uint32_t v) {
+  auto attr = b.getI32IntegerAttr(static_cast<int32_t>(v));
+  auto vec = dyn_cast<VectorType>(like.getType());
+  if (!vec)
+    return arith::ConstantOp::create(b, attr);
+  auto type = VectorType::get(vec.getShape(), b.getI32Type());
+  return arith::ConstantOp::create(b, type, DenseElementsAttr::get(type, attr));
 }
 
 Value LoopEmitter::i32(int64_t v) {
@@ -101,6 +111,45 @@ void LoopEmitter::store(Value value, Value memref, ValueRange indices) {
   if (isa<FloatType>(element) && element != value.getType())
     value = arith::TruncFOp::create(b, element, value);
   memref::StoreOp::create(b, value, memref, indices);
+}
+
+void LoopEmitter::storeRoundedToBF16(Value value, Value memref,
+                                     ValueRange indices) {
+  Type intType = b.getI32Type(), bf16Type = b.getBF16Type();
+  if (auto vec = dyn_cast<VectorType>(value.getType())) {
+    intType = VectorType::get(vec.getShape(), intType);
+    bf16Type = VectorType::get(vec.getShape(), bf16Type);
+  }
+  // bits + 0x7fff + (bit 16 of bits), then the low half cleared.
+  Value bits = arith::BitcastOp::create(b, intType, value);
+  Value lsb = arith::AndIOp::create(
+      b, arith::ShRUIOp::create(b, bits, i32Like(value, 16)),
+      i32Like(value, 1));
+  Value rounded = arith::AndIOp::create(
+      b,
+      arith::AddIOp::create(
+          b, arith::AddIOp::create(b, bits, i32Like(value, 0x7fff)), lsb),
+      i32Like(value, 0xffff0000u));
+  Value isNaN =
+      arith::CmpFOp::create(b, arith::CmpFPredicate::UNO, value, value);
+  rounded = arith::SelectOp::create(b, isNaN, i32Like(value, 0x7fc00000u),
+                                    rounded);
+  Value stored;
+  if (cast<MemRefType>(memref.getType()).getElementType().isBF16()) {
+    Type i16Type = bf16Type == b.getBF16Type()
+                       ? Type(b.getI16Type())
+                       : VectorType::get(cast<VectorType>(bf16Type).getShape(),
+                                         b.getI16Type());
+    Value high = arith::TruncIOp::create(
+        b, i16Type, arith::ShRUIOp::create(b, rounded, i32Like(value, 16)));
+    stored = arith::BitcastOp::create(b, bf16Type, high);
+  } else {
+    stored = arith::BitcastOp::create(b, value.getType(), rounded);
+  }
+  if (isa<VectorType>(stored.getType()))
+    vector::StoreOp::create(b, stored, memref, indices);
+  else
+    memref::StoreOp::create(b, stored, memref, indices);
 }
 
 Value LoopEmitter::toIndex(Value integer) {

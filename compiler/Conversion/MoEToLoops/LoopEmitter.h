@@ -34,6 +34,8 @@ public:
   Value i64(int64_t v);
   /// An f32 constant shaped like `like`: a scalar, or a splat vector.
   Value f32Like(Value like, double v);
+  /// An i32 constant shaped like `like` (a scalar, or a splat vector).
+  Value i32Like(Value like, uint32_t v);
 
   // Arithmetic helpers; `fast` marks dot-product arithmetic that LLVM may
   // reassociate and contract into FMAs.
@@ -59,6 +61,11 @@ public:
   // buffer's element type.
   Value load(Value memref, ValueRange indices);
   void store(Value value, Value memref, ValueRange indices);
+  /// Stores `value` (f32 scalar or vector) rounded to bf16 (nearest, ties
+  /// to even; NaN stays NaN): into a bf16 buffer as its 16 bits, into an
+  /// f32 buffer as the rounded f32. Integer arithmetic, so the rounding is
+  /// the same on every CPU and needs no bf16 instructions or library calls.
+  void storeRoundedToBF16(Value value, Value memref, ValueRange indices);
   Value toIndex(Value integer);
   Value fromIndex(Value index, Type integerType);
 

@@ -30,13 +30,14 @@ struct ConvertMoEToLoopsPass
 
   void runOnOperation() override {
     if (vectorWidth <= 0 || rowBlock <= 0 || colBlock <= 0 ||
-        streamingRows < 0) {
+        pairRowBlock <= 0 || streamingRows < 0) {
       emitError(getOperation()->getLoc())
-          << "convert-moe-to-loops: vector-width, row-block and col-block "
-             "must be positive";
+          << "convert-moe-to-loops: vector-width, row-block, col-block and "
+             "pair-row-block must be positive";
       return signalPassFailure();
     }
-    DotSchedule schedule{vectorWidth, rowBlock, colBlock, streamingRows};
+    DotSchedule schedule{vectorWidth,   rowBlock,     colBlock,
+                         streamingRows, pairRowBlock, bf16Dot};
     // moe.layer is decomposed by moe-decompose-layer, not lowered directly.
     ConversionTarget target(getContext());
     target.addIllegalDialect<MoEDialect>();

@@ -29,7 +29,7 @@ inline DotSchedule scheduleFor(CPUScheduleAttr attr,
   if (!attr)
     return fallback;
   return {attr.getVectorWidth(), attr.getRowBlock(), attr.getColBlock(),
-          attr.getStreamingRows()};
+          attr.getStreamingRows(), attr.getPairRowBlock(), fallback.bf16Dot};
 }
 
 /// The sizes for the dynamic dimensions of `type`, whose leading dimension

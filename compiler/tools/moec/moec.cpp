@@ -89,6 +89,18 @@ cl::opt<LayerSpec::WeightType> weightDtype(
                           "bfloat16: half the bytes, f32 arithmetic")),
     cl::sub(compileCommand));
 
+cl::opt<LayerSpec::WeightType> activationDtype(
+    "activation-dtype", cl::init(LayerSpec::WeightType::f32),
+    cl::desc("What the expert matmuls multiply activations in (default: f32 "
+             "for cpu; cuda's tensor cores take bf16 only). Sets "
+             "activation_type on every moe.layer of a .mlir input"),
+    cl::values(clEnumValN(LayerSpec::WeightType::f32, "f32", "float32"),
+               clEnumValN(LayerSpec::WeightType::bf16, "bf16",
+                          "x and the hidden activations rounded to bf16; "
+                          "sums in f32 (AVX-512 BF16 dot products where "
+                          "the CPU has them)")),
+    cl::sub(compileCommand));
+
 cl::OptionCategory scheduleCategory("Schedule (tuning) options");
 cl::opt<int64_t> vectorWidth("vector-width", cl::init(0),
                              cl::desc("f32 lanes per vector (0: from the "
@@ -98,6 +110,17 @@ cl::opt<int64_t> rowBlock("row-block", cl::init(0),
                           cl::desc("activation rows per register block "
                                    "(0: the cost model's choice)"),
                           cl::sub(compileCommand), cl::cat(scheduleCategory));
+cl::opt<int64_t> pairRowBlock(
+    "pair-row-block", cl::init(0),
+    cl::desc("activation rows per register block over pair-packed bf16 "
+             "weights (0: the cost model's choice)"),
+    cl::sub(compileCommand), cl::cat(scheduleCategory));
+cl::opt<int64_t> kPack("k-pack", cl::init(0),
+                       cl::desc("consecutive inputs per lane of packed bf16 "
+                                "expert weights: 2 (pairs, what bf16 dot "
+                                "products read) or 1 (0: pairs for bf16 "
+                                "activations on a CPU with AVX-512 BF16)"),
+                       cl::sub(compileCommand), cl::cat(scheduleCategory));
 cl::opt<int64_t> colBlock("col-block", cl::init(0),
                           cl::desc("weight rows per register block "
                                    "(0: the cost model's choice)"),
@@ -131,6 +154,7 @@ OwningOpRef<ModuleOp> loadInput(MLIRContext &context, llvm::SourceMgr &sources) 
   spec->ffnWeights = weightDtype;
   if (target == "cuda" && !weightDtype.getNumOccurrences())
     spec->ffnWeights = LayerSpec::WeightType::bf16;
+  spec->ffnActivations = activationDtype;
   auto loc = FileLineColLoc::get(&context, inputPath, 1, 1);
   OwningOpRef<ModuleOp> module = buildLayerModule(&context, *spec, loc);
   if (failed(verify(*module)))
@@ -141,14 +165,55 @@ OwningOpRef<ModuleOp> loadInput(MLIRContext &context, llvm::SourceMgr &sources) 
 /// The register blocking (the cost model: accumulators plus one weight
 /// vector per panel and one broadcast must fit the register file): 16
 /// vector registers (AVX2) hold 6 rows x 2 vectors, 32 (AVX-512) hold
-/// 12 x 2. Flags override.
-void chooseSchedule(llvm::TargetMachine &machine,
+/// 12 x 2; over pair-packed bf16 weights the widened halves and the rows'
+/// broadcasts take more, so 4 (8) rows (measured: 6 rows spill on AVX2).
+/// bf16 dot products where the CPU has them, and the pair layout they read
+/// for bf16 activations (without them pairs measured 4-6 % slower than
+/// single inputs on AVX2). Flags override.
+void chooseSchedule(llvm::TargetMachine &machine, ModuleOp module,
                     MoECPUPipelineOptions &options) {
   // The subtarget knows the features of a named --mcpu too.
-  bool avx512 = machine.getMCSubtargetInfo()->checkFeatures("+avx512f");
+  const llvm::MCSubtargetInfo &cpu = *machine.getMCSubtargetInfo();
+  bool avx512 = cpu.checkFeatures("+avx512f");
   options.vectorWidth = vectorWidth ? vectorWidth : (avx512 ? 16 : 8);
   options.rowBlock = rowBlock ? rowBlock : (avx512 ? 12 : 6);
   options.colBlock = colBlock ? colBlock : 2;
+  options.pairRowBlock = pairRowBlock ? pairRowBlock : (avx512 ? 8 : 4);
+  bool bf16Activations = false;
+  module.walk([&](LayerOp layer) {
+    bf16Activations |= layer.getActivationType() &&
+                       layer.getActivationType()->isBF16();
+  });
+  // vdpbf16ps on 16 lanes (zmm), or on 4/8 with AVX-512VL.
+  int64_t lanes = options.vectorWidth;
+  options.bf16Dot = cpu.checkFeatures("+avx512bf16") &&
+                    (lanes == 16 ||
+                     ((lanes == 8 || lanes == 4) &&
+                      cpu.checkFeatures("+avx512vl")));
+  options.kPack = kPack ? kPack : (options.bf16Dot && bf16Activations ? 2 : 1);
+}
+
+/// --activation-dtype: an error where the target cannot honour it; on a
+/// .mlir input, given explicitly, it sets every moe.layer's
+/// activation_type.
+LogicalResult applyActivationDtype(ModuleOp module) {
+  bool bf16 = activationDtype == LayerSpec::WeightType::bf16;
+  if (target == "cuda" && activationDtype.getNumOccurrences() && !bf16) {
+    fail("--target cuda multiplies bf16 activations (its tensor cores take "
+         "bf16); --activation-dtype f32 is for --target cpu");
+    return failure();
+  }
+  if (!activationDtype.getNumOccurrences() && target != "cuda")
+    return success();
+  // cuda: the layer says what its kernels do (the metadata reports it).
+  auto type = TypeAttr::get(Builder(module.getContext()).getBF16Type());
+  module.walk([&](LayerOp layer) {
+    if (bf16 || target == "cuda")
+      layer.setActivationTypeAttr(type);
+    else
+      layer.removeActivationTypeAttr();
+  });
+  return success();
 }
 
 /// Writes through a temporary file so that a failure leaves no output.
@@ -266,6 +331,13 @@ int compile() {
                 "' (this moec builds for: cpu, cuda)");
   if (emit == Emit::ptx && target != "cuda")
     return fail("--emit ptx needs --target cuda");
+  if (kPack < 0 || kPack > 2)
+    return fail("--k-pack is 1 or 2 (0: the cost model's choice), not " +
+                llvm::Twine(kPack.getValue()));
+  for (cl::opt<int64_t> *size : {&vectorWidth, &rowBlock, &colBlock,
+                                 &pairRowBlock})
+    if (*size < 0)
+      return fail("--" + size->ArgStr + " must not be negative");
 
   DialectRegistry registry;
   registerMoECompilerDialects(registry);
@@ -279,6 +351,8 @@ int compile() {
   llvm::Expected<func::FuncOp> entry = prepareEntryFunction(*module);
   if (!entry)
     return fail(inputPath + ": " + llvm::toString(entry.takeError()));
+  if (failed(applyActivationDtype(*module)))
+    return 1;
   if (target == "cuda") {
     if (emit == Emit::moe)
       return writeOutput([&](llvm::raw_ostream &os) { module->print(os); });
@@ -289,11 +363,11 @@ int compile() {
   if (!machine)
     return fail(llvm::toString(machine.takeError()));
   MoECPUPipelineOptions options;
-  chooseSchedule(**machine, options);
+  chooseSchedule(**machine, *module, options);
   // The schedule lives in the IR: a layer without one gets the cost model's.
-  auto schedule = CPUScheduleAttr::get(&context, options.vectorWidth,
-                                       options.rowBlock, options.colBlock,
-                                       options.streamingRows);
+  auto schedule = CPUScheduleAttr::get(
+      &context, options.vectorWidth, options.rowBlock, options.colBlock,
+      options.streamingRows, options.pairRowBlock);
   module->walk([&](LayerOp layer) {
     if (!layer.getScheduleAttr())
       layer.setScheduleAttr(schedule);
@@ -314,7 +388,7 @@ int compile() {
   PassManager pm(&context);
   buildMoECPUToLoopsPipeline(pm, options);
   if (emit != Emit::linalg)
-    buildMoELoopsToLLVMPipeline(pm);
+    buildMoELoopsToLLVMPipeline(pm, options);
   if (failed(pm.run(*module)))
     return fail(inputPath + ": lowering failed");
   if (emit == Emit::linalg)

@@ -17,11 +17,12 @@ using namespace mlir::moe;
 LogicalResult
 CPUScheduleAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                         int64_t vectorWidth, int64_t rowBlock, int64_t colBlock,
-                        int64_t streamingRows) {
-  if (vectorWidth <= 0 || rowBlock <= 0 || colBlock <= 0)
-    return emitError() << "vector_width, row_block and col_block must be "
-                          "positive, got "
-                       << vectorWidth << ", " << rowBlock << ", " << colBlock;
+                        int64_t streamingRows, int64_t pairRowBlock) {
+  if (vectorWidth <= 0 || rowBlock <= 0 || colBlock <= 0 || pairRowBlock <= 0)
+    return emitError() << "vector_width, row_block, col_block and "
+                          "pair_row_block must be positive, got "
+                       << vectorWidth << ", " << rowBlock << ", " << colBlock
+                       << ", " << pairRowBlock;
   if (streamingRows < 0)
     return emitError() << "streaming_rows must not be negative, got "
                        << streamingRows;

@@ -122,28 +122,79 @@ LogicalResult verifySelection(Operation *op, int64_t experts, int64_t k,
   return success();
 }
 
+/// How FFN weights are laid out: PyTorch's `[out, in]` (panel 0), or
+/// panels of `panel` outputs, each lane holding `kPack` consecutive inputs.
+struct WeightLayout {
+  int64_t panel = 0;
+  int64_t kPack = 1;
+};
+
 /// The shape of a weight `[out, in]` after an optional leading `[experts]`,
-/// packed into panels of `panel` outputs when `panel > 0`.
+/// in `layout`.
 SmallVector<int64_t> weightShape(std::optional<int64_t> experts, int64_t out,
-                                 int64_t in, int64_t panel) {
+                                 int64_t in, WeightLayout layout) {
   SmallVector<int64_t> shape;
   if (experts)
     shape.push_back(*experts);
-  if (panel == 0) {
+  if (layout.panel == 0) {
     shape.append({out, in});
   } else {
-    int64_t panels = ShapedType::isDynamic(out) ? kAny
-                                                : llvm::divideCeilSigned(out, panel);
-    shape.append({panels, in, panel});
+    int64_t panels = ShapedType::isDynamic(out)
+                         ? kAny
+                         : llvm::divideCeilSigned(out, layout.panel);
+    int64_t depth = ShapedType::isDynamic(in) ? kAny : in / layout.kPack;
+    shape.append({panels, depth, layout.panel * layout.kPack});
   }
   return shape;
+}
+
+/// The FFN op's weight layout attributes.
+template <typename OpTy>
+WeightLayout layoutOf(OpTy op) {
+  return {static_cast<int64_t>(op.getWeightPanel()),
+          static_cast<int64_t>(op.getWeightKPack())};
+}
+
+/// Checks `weight_k_pack`: 1, or 2 for panels of bf16 weights whose inputs
+/// (hidden and width) come in whole pairs.
+LogicalResult verifyKPack(Operation *op, WeightLayout layout, Value up,
+                          int64_t hidden, int64_t width) {
+  if (layout.kPack == 1)
+    return success();
+  if (layout.kPack != 2)
+    return op->emitOpError() << "weight_k_pack must be 1 or 2, got "
+                             << layout.kPack;
+  if (layout.panel == 0)
+    return op->emitOpError("weight_k_pack needs weights packed into panels "
+                           "(weight_panel > 0)");
+  if (!cast<ShapedType>(up.getType()).getElementType().isBF16())
+    return op->emitOpError("weight_k_pack = 2 needs bf16 weights");
+  for (int64_t size : {hidden, width})
+    if (ShapedType::isDynamic(size) || size % 2 != 0)
+      return op->emitOpError()
+             << "weight_k_pack = 2 needs even hidden and width sizes, got "
+             << hidden << " and " << width;
+  return success();
+}
+
+/// The expert width: from `up` (`[.., width, hidden]`), or from `down`'s
+/// panels (`[.., panels, width / kPack, panel * kPack]`) when packed.
+int64_t widthOf(Value up, Value down, WeightLayout layout) {
+  if (layout.panel == 0) {
+    auto type = cast<ShapedType>(up.getType());
+    return type.getDimSize(type.getRank() - 2);
+  }
+  auto type = cast<ShapedType>(down.getType());
+  int64_t depth = type.getDimSize(type.getRank() - 2);
+  return ShapedType::isDynamic(depth) ? depth : depth * layout.kPack;
 }
 
 /// Checks a routed experts' weights: gate/up `[E, I, H]`, down `[E, H, I]`
 /// (or their panels). Returns the expert width `I`.
 FailureOr<int64_t> verifyExpertWeights(Operation *op, int64_t experts,
                                        int64_t hidden, Value gate, Value up,
-                                       Value down, int64_t panel = 0) {
+                                       Value down, WeightLayout layout = {}) {
+  int64_t panel = layout.panel;
   int64_t rank = panel ? 4 : 3;
   for (Value w : {gate, up, down})
     if (w && cast<ShapedType>(w.getType()).getRank() != rank)
@@ -151,16 +202,17 @@ FailureOr<int64_t> verifyExpertWeights(Operation *op, int64_t experts,
              << "expert weights must have rank " << rank
              << (panel ? " (packed into panels)" : "") << ", got "
              << cast<ShapedType>(w.getType()).getRank();
-  int64_t width = panel ? cast<ShapedType>(down.getType()).getDimSize(2)
-                        : cast<ShapedType>(up.getType()).getDimSize(1);
-  if (failed(expectShape(op, up, weightShape(experts, width, hidden, panel),
+  int64_t width = widthOf(up, down, layout);
+  if (failed(verifyKPack(op, layout, up, hidden, width)))
+    return failure();
+  if (failed(expectShape(op, up, weightShape(experts, width, hidden, layout),
                          "expert up weight")))
     return failure();
   if (gate && failed(expectShape(op, gate,
-                                 weightShape(experts, width, hidden, panel),
+                                 weightShape(experts, width, hidden, layout),
                                  "expert gate weight")))
     return failure();
-  if (failed(expectShape(op, down, weightShape(experts, hidden, width, panel),
+  if (failed(expectShape(op, down, weightShape(experts, hidden, width, layout),
                          "expert down weight")))
     return failure();
   return width;
@@ -170,7 +222,8 @@ FailureOr<int64_t> verifyExpertWeights(Operation *op, int64_t experts,
 /// their panels), and the optional sigmoid gate `[1, H]`.
 LogicalResult verifySharedWeights(Operation *op, int64_t hidden, Value gate,
                                   Value up, Value down, Value expertGate,
-                                  int64_t panel = 0) {
+                                  WeightLayout layout = {}) {
+  int64_t panel = layout.panel;
   int64_t rank = panel ? 3 : 2;
   for (Value w : {gate, up, down})
     if (w && cast<ShapedType>(w.getType()).getRank() != rank)
@@ -178,17 +231,19 @@ LogicalResult verifySharedWeights(Operation *op, int64_t hidden, Value gate,
              << "shared expert weights must have rank " << rank
              << (panel ? " (packed into panels)" : "") << ", got "
              << cast<ShapedType>(w.getType()).getRank();
-  int64_t width = panel ? cast<ShapedType>(down.getType()).getDimSize(1)
-                        : cast<ShapedType>(up.getType()).getDimSize(0);
-  if (failed(expectShape(op, up, weightShape(std::nullopt, width, hidden, panel),
+  int64_t width = widthOf(up, down, layout);
+  if (failed(verifyKPack(op, layout, up, hidden, width)))
+    return failure();
+  if (failed(expectShape(op, up,
+                         weightShape(std::nullopt, width, hidden, layout),
                          "shared expert up weight")))
     return failure();
   if (gate && failed(expectShape(op, gate,
-                                 weightShape(std::nullopt, width, hidden, panel),
+                                 weightShape(std::nullopt, width, hidden, layout),
                                  "shared expert gate weight")))
     return failure();
   if (failed(expectShape(op, down,
-                         weightShape(std::nullopt, hidden, width, panel),
+                         weightShape(std::nullopt, hidden, width, layout),
                          "shared expert down weight")))
     return failure();
   if (expertGate && failed(expectShape(op, expertGate, {1, hidden},
@@ -338,7 +393,8 @@ LogicalResult ExpertFFNOp::verify() {
   int64_t tokens = getInput().getType().getDimSize(0);
   int64_t hidden = getInput().getType().getDimSize(1);
   if (failed(verifyExpertWeights(op, *experts, hidden, getGate(), getUp(),
-                                 getDown(), getWeightPanel())))
+                                 getDown(),
+                                 layoutOf(*this))))
     return failure();
   if (failed(expectShape(op, getWeights(), {tokens, kAny}, "weights")))
     return failure();
@@ -351,7 +407,7 @@ LogicalResult ExpertFFNOp::verify() {
 }
 
 int64_t ExpertFFNOp::getWidth() {
-  return getDown().getType().getDimSize(2);
+  return widthOf(getUp(), getDown(), layoutOf(*this));
 }
 
 //===----------------------------------------------------------------------===//
@@ -359,7 +415,7 @@ int64_t ExpertFFNOp::getWidth() {
 //===----------------------------------------------------------------------===//
 
 int64_t SharedExpertOp::getWidth() {
-  return getDown().getType().getDimSize(1);
+  return widthOf(getUp(), getDown(), layoutOf(*this));
 }
 
 LogicalResult SharedExpertOp::verify() {
@@ -367,7 +423,8 @@ LogicalResult SharedExpertOp::verify() {
   int64_t tokens = getInput().getType().getDimSize(0);
   int64_t hidden = getInput().getType().getDimSize(1);
   if (failed(verifySharedWeights(op, hidden, getGate(), getUp(), getDown(),
-                                 getExpertGate(), getWeightPanel())))
+                                 getExpertGate(),
+                                 layoutOf(*this))))
     return failure();
   if (failed(expectShape(op, getOutput(), {tokens, hidden}, "output")) ||
       failed(expectSameElementType(op, getOutput().getType(),

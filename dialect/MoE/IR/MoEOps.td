@@ -24,6 +24,12 @@ def MoE_CountTensor : 1DTensorOf<[I64]>;
 def MoE_WeightTensor : RankedTensorOf<[F32, BF16, F16]>;
 
 def MoE_PositiveI64 : ConfinedAttr<I64Attr, [IntPositive]>;
+/// The element type the expert matmuls multiply activations in: with bf16,
+/// `x` and the hidden activations are rounded to bf16 before they are
+/// multiplied; products are summed in f32 either way. Absent: the target's
+/// own (f32 on the CPU; the GPU's tensor cores multiply bf16, and reject an
+/// explicit f32).
+def MoE_ActivationType : TypeAttrOf<AnyTypeOf<[F32, BF16]>>;
 def MoE_NonNegativeI64 : ConfinedAttr<I64Attr, [IntNonNegative]>;
 
 //===----------------------------------------------------------------------===//
@@ -54,7 +60,9 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
       `sigmoid(x · shared_expert_gate)`;
     - `tile_rows`: the row-tile height of the block-aligned dispatch plan;
     - `schedule` (optional, `#moe.cpu_schedule<...>`): the register blocking
-      of the CPU lowering, passed on to the primitives that run matmuls.
+      of the CPU lowering, passed on to the primitives that run matmuls;
+    - `activation_type` (optional, `f32` or `bf16`): what the expert matmuls
+      multiply activations in (see `moe.expert_ffn`).
 
     Results: the block's output `[tokens, hidden]` and the number of token
     slots routed to each expert (`[experts]`, dropped slots not counted).
@@ -88,6 +96,7 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
     DefaultValuedAttr<MoE_NonNegativeI64, "0">:$capacity,
     MoE_Activation:$activation,
     DefaultValuedAttr<MoE_PositiveI64, "16">:$tile_rows,
+    OptionalAttr<MoE_ActivationType>:$activation_type,
     OptionalAttr<MoE_CPUScheduleAttr>:$schedule
   );
   let results = (outs MoE_FloatTensor2D:$output, MoE_CountTensor:$tokens_per_expert);
@@ -101,6 +110,7 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
     (`group_score` `=` $group_score^)? (`renormalize` $renormalize^)?
     (`scaling_factor` `=` $scaling_factor^)? (`capacity` `=` $capacity^)?
     `activation` `=` $activation (`tile_rows` `=` $tile_rows^)?
+    (`activation_type` `=` $activation_type^)?
     attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
@@ -232,7 +242,16 @@ def MoE_ExpertFFNOp : MoE_Op<"expert_ffn", [Pure]> {
     outputs, as `moe-pack-weights` leaves them: a matrix `[out, in]` becomes
     `[ceil(out / P), in, P]` with `packed[o / P][i][o % P] = W[o][i]` and
     zero padding, so gate/up are `[experts, ceil(width / P), hidden, P]` and
-    down is `[experts, ceil(hidden / P), width, P]`.
+    down is `[experts, ceil(hidden / P), width, P]`. With `weight_k_pack = 2`
+    as well (bf16 weights, even hidden and width), each lane holds two
+    consecutive inputs: `[out, in]` becomes `[ceil(out / P), in / 2, 2 P]`
+    with `packed[o / P][i / 2][2 (o % P) + i % 2] = W[o][i]`, the operand
+    layout of AVX-512 BF16's pairwise dot products.
+
+    `activation_type = bf16` rounds `x` and the hidden activations
+    `act(gate x) * up x` to bf16 before they are multiplied (products are
+    summed in f32): the arithmetic of bf16 dot-product instructions, and
+    the GPU's.
 
     ```mlir
     %rows_out = moe.expert_ffn %x, %rows, %tiles, %w gate(%w1) up(%w3) down(%w2)
@@ -253,6 +272,8 @@ def MoE_ExpertFFNOp : MoE_Op<"expert_ffn", [Pure]> {
     MoE_Activation:$activation,
     DefaultValuedAttr<MoE_PositiveI64, "16">:$tile_rows,
     DefaultValuedAttr<MoE_NonNegativeI64, "0">:$weight_panel,
+    DefaultValuedAttr<MoE_PositiveI64, "1">:$weight_k_pack,
+    OptionalAttr<MoE_ActivationType>:$activation_type,
     OptionalAttr<MoE_CPUScheduleAttr>:$schedule
   );
   let results = (outs MoE_FloatTensor2D:$output);
@@ -260,13 +281,18 @@ def MoE_ExpertFFNOp : MoE_Op<"expert_ffn", [Pure]> {
     $input `,` $sorted_slots `,` $tile_experts `,` $weights
     (`gate` `(` $gate^ `)`)? `up` `(` $up `)` `down` `(` $down `)`
     `activation` `=` $activation (`tile_rows` `=` $tile_rows^)?
-    (`weight_panel` `=` $weight_panel^)?
+    (`weight_panel` `=` $weight_panel^)? (`weight_k_pack` `=` $weight_k_pack^)?
+    (`activation_type` `=` $activation_type^)?
     attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{
     /// The experts' intermediate width (from `down`, packed or not).
     int64_t getWidth();
+    /// Whether the matmuls multiply bf16-rounded activations.
+    bool hasBF16Activations() {
+      return getActivationType() && getActivationType()->isBF16();
+    }
   }];
 }
 
@@ -277,8 +303,9 @@ def MoE_SharedExpertOp : MoE_Op<"shared_expert", [Pure, AttrSizedOperandSegments
     without `gate`), where `g_t = sigmoid(x_t · expert_gate[0])` when
     `expert_gate` (`[1, hidden]`) is present and 1 otherwise. `gate`/`up`
     are `[width, hidden]`, `down` is `[hidden, width]`; with
-    `weight_panel = P > 0` they are packed into panels as for
-    `moe.expert_ffn`.
+    `weight_panel = P > 0` (and `weight_k_pack`) they are packed into panels
+    as for `moe.expert_ffn`; `activation_type` as there (the sigmoid gate's
+    dot product stays f32).
 
     ```mlir
     %s = moe.shared_expert %x gate(%sg) up(%su) down(%sd) expert_gate(%g)
@@ -295,19 +322,26 @@ def MoE_SharedExpertOp : MoE_Op<"shared_expert", [Pure, AttrSizedOperandSegments
     Optional<MoE_FloatTensor2D>:$expert_gate,
     MoE_Activation:$activation,
     DefaultValuedAttr<MoE_NonNegativeI64, "0">:$weight_panel,
+    DefaultValuedAttr<MoE_PositiveI64, "1">:$weight_k_pack,
+    OptionalAttr<MoE_ActivationType>:$activation_type,
     OptionalAttr<MoE_CPUScheduleAttr>:$schedule
   );
   let results = (outs MoE_FloatTensor2D:$output);
   let assemblyFormat = [{
     $input (`gate` `(` $gate^ `)`)? `up` `(` $up `)` `down` `(` $down `)`
     (`expert_gate` `(` $expert_gate^ `)`)? `activation` `=` $activation
-    (`weight_panel` `=` $weight_panel^)?
+    (`weight_panel` `=` $weight_panel^)? (`weight_k_pack` `=` $weight_k_pack^)?
+    (`activation_type` `=` $activation_type^)?
     attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{
     /// The shared expert's intermediate width (from `down`).
     int64_t getWidth();
+    /// Whether the matmuls multiply bf16-rounded activations.
+    bool hasBF16Activations() {
+      return getActivationType() && getActivationType()->isBF16();
+    }
   }];
 }
 

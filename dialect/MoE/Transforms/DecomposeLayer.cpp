@@ -58,7 +58,8 @@ struct DecomposeLayer : OpRewritePattern<LayerOp> {
         dispatch.getSortedSlots(), dispatch.getTileExperts(),
         topk.getWeights(), layer.getExpertGate(), layer.getExpertUp(),
         layer.getExpertDown(), layer.getActivation(), layer.getTileRows(),
-        /*weight_panel=*/0, schedule);
+        /*weight_panel=*/0, /*weight_k_pack=*/1, layer.getActivationTypeAttr(),
+        schedule);
 
     Value shared;
     if (layer.getSharedUp())
@@ -66,7 +67,8 @@ struct DecomposeLayer : OpRewritePattern<LayerOp> {
           rewriter, loc, layer.getOutput().getType(), layer.getInput(),
           layer.getSharedGate(), layer.getSharedUp(), layer.getSharedDown(),
           layer.getSharedExpertGate(), layer.getActivation(),
-          /*weight_panel=*/0, schedule);
+          /*weight_panel=*/0, /*weight_k_pack=*/1,
+          layer.getActivationTypeAttr(), schedule);
 
     auto combine =
         CombineOp::create(rewriter, loc, layer.getOutput().getType(),

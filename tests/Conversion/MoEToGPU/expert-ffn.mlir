@@ -124,3 +124,15 @@ func.func @packed(%x: tensor<?x32xf32>, %rows: tensor<?xi32>, %tiles: tensor<?xi
          tensor<4x2x32x8xf32>, tensor<4x4x16x8xf32>) -> tensor<?x32xf32>
   return %0 : tensor<?x32xf32>
 }
+
+// -----
+
+func.func @f32_activations(%x: tensor<?x32xf32>, %rows: tensor<?xi32>, %tiles: tensor<?xi32>,
+                 %w: tensor<?x1xf32>, %wi: tensor<4x16x32xbf16>,
+                 %wo: tensor<4x32x16xbf16>) -> tensor<?x32xf32> {
+  // expected-error @+1 {{'moe.expert_ffn' op the cuda target multiplies bf16 activations (tensor cores), not activation_type = 'f32'}}
+  %0 = moe.expert_ffn %x, %rows, %tiles, %w up(%wi) down(%wo) activation = relu activation_type = f32
+      : (tensor<?x32xf32>, tensor<?xi32>, tensor<?xi32>, tensor<?x1xf32>,
+         tensor<4x16x32xbf16>, tensor<4x32x16xbf16>) -> tensor<?x32xf32>
+  return %0 : tensor<?x32xf32>
+}

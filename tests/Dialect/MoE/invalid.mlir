@@ -298,6 +298,66 @@ func.func @ffn_packed_panels(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor
 
 // -----
 
+func.func @ffn_k_pack_value(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>, %w: tensor<?x2xf32>,
+                            %up: tensor<8x4x16x32xbf16>, %down: tensor<8x8x16x16xbf16>) {
+  // expected-error @+1 {{'moe.expert_ffn' op weight_k_pack must be 1 or 2, got 4}}
+  %y = moe.expert_ffn %x, %r, %t, %w up(%up) down(%down) activation = relu weight_panel = 8 weight_k_pack = 4
+      : (tensor<?x64xf32>, tensor<?xi32>, tensor<?xi32>, tensor<?x2xf32>, tensor<8x4x16x32xbf16>, tensor<8x8x16x16xbf16>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @ffn_k_pack_unpacked(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>, %w: tensor<?x2xf32>,
+                               %up: tensor<8x32x64xbf16>, %down: tensor<8x64x32xbf16>) {
+  // expected-error @+1 {{'moe.expert_ffn' op weight_k_pack needs weights packed into panels (weight_panel > 0)}}
+  %y = moe.expert_ffn %x, %r, %t, %w up(%up) down(%down) activation = relu weight_k_pack = 2
+      : (tensor<?x64xf32>, tensor<?xi32>, tensor<?xi32>, tensor<?x2xf32>, tensor<8x32x64xbf16>, tensor<8x64x32xbf16>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @ffn_k_pack_f32(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>, %w: tensor<?x2xf32>,
+                          %up: tensor<8x4x32x16xf32>, %down: tensor<8x8x16x16xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn' op weight_k_pack = 2 needs bf16 weights}}
+  %y = moe.expert_ffn %x, %r, %t, %w up(%up) down(%down) activation = relu weight_panel = 8 weight_k_pack = 2
+      : (tensor<?x64xf32>, tensor<?xi32>, tensor<?xi32>, tensor<?x2xf32>, tensor<8x4x32x16xf32>, tensor<8x8x16x16xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @ffn_k_pack_odd(%x: tensor<?x63xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>, %w: tensor<?x2xf32>,
+                          %up: tensor<8x4x31x16xbf16>, %down: tensor<8x8x16x16xbf16>) {
+  // expected-error @+1 {{'moe.expert_ffn' op weight_k_pack = 2 needs even hidden and width sizes, got 63 and 32}}
+  %y = moe.expert_ffn %x, %r, %t, %w up(%up) down(%down) activation = relu weight_panel = 8 weight_k_pack = 2
+      : (tensor<?x63xf32>, tensor<?xi32>, tensor<?xi32>, tensor<?x2xf32>, tensor<8x4x31x16xbf16>, tensor<8x8x16x16xbf16>) -> tensor<?x63xf32>
+  return
+}
+
+// -----
+
+func.func @ffn_k_pack_shape(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>, %w: tensor<?x2xf32>,
+                            %up: tensor<8x4x64x8xbf16>, %down: tensor<8x8x16x16xbf16>) {
+  // expected-error @+1 {{'moe.expert_ffn' op expert up weight has shape [8, 4, 64, 8], expected [8, 4, 32, 16]}}
+  %y = moe.expert_ffn %x, %r, %t, %w up(%up) down(%down) activation = relu weight_panel = 8 weight_k_pack = 2
+      : (tensor<?x64xf32>, tensor<?xi32>, tensor<?xi32>, tensor<?x2xf32>, tensor<8x4x64x8xbf16>, tensor<8x8x16x16xbf16>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @ffn_activation_type(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>, %w: tensor<?x2xf32>,
+                               %up: tensor<8x32x64xf32>, %down: tensor<8x64x32xf32>) {
+  // expected-error @+1 {{attribute 'activation_type' failed to satisfy constraint: type attribute of 32-bit float or bfloat16 type}}
+  %y = moe.expert_ffn %x, %r, %t, %w up(%up) down(%down) activation = relu activation_type = f16
+      : (tensor<?x64xf32>, tensor<?xi32>, tensor<?xi32>, tensor<?x2xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
 // Shared expert.
 
 func.func @shared_packed_rank(%x: tensor<?x64xf32>, %up: tensor<48x64xf32>, %down: tensor<64x48xf32>) {
@@ -535,7 +595,7 @@ func.func @layer_stats_shape(%x: tensor<4x64xf32>, %wr: tensor<8x64xf32>, %u: te
 // -----
 
 func.func @schedule_not_positive(%x: tensor<?x64xf32>, %w: tensor<8x64xf32>) {
-  // expected-error @+1 {{vector_width, row_block and col_block must be positive, got 8, 0, 2}}
+  // expected-error @+1 {{vector_width, row_block, col_block and pair_row_block must be positive, got 8, 0, 2, 4}}
   %l, %s = moe.router %x, %w scoring = softmax {schedule = #moe.cpu_schedule<row_block = 0>}
       : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x8xf32>, tensor<?x8xf32>
   return
@@ -547,5 +607,14 @@ func.func @schedule_negative_streaming(%x: tensor<?x64xf32>, %w: tensor<8x64xf32
   // expected-error @+1 {{streaming_rows must not be negative, got -1}}
   %l, %s = moe.router %x, %w scoring = softmax {schedule = #moe.cpu_schedule<streaming_rows = -1>}
       : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x8xf32>, tensor<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @shared_k_pack_f32(%x: tensor<?x64xf32>, %up: tensor<6x32x16xf32>, %down: tensor<8x24x16xf32>) {
+  // expected-error @+1 {{'moe.shared_expert' op weight_k_pack = 2 needs bf16 weights}}
+  %y = moe.shared_expert %x up(%up) down(%down) activation = silu weight_panel = 8 weight_k_pack = 2
+      : (tensor<?x64xf32>, tensor<6x32x16xf32>, tensor<8x24x16xf32>) -> tensor<?x64xf32>
   return
 }

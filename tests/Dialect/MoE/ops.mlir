@@ -119,3 +119,26 @@ func.func @scheduled_router(%x: tensor<?x64xf32>, %w: tensor<8x64xf32>) -> (tens
       : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x8xf32>, tensor<?x8xf32>
   return %s, %s2 : tensor<?x8xf32>, tensor<?x8xf32>
 }
+
+// bf16 activations, and bf16 weights packed into panels of input pairs.
+// CHECK-LABEL: func @bf16_pairs
+func.func @bf16_pairs(%x: tensor<?x64xf32>, %wr: tensor<8x64xf32>, %w1: tensor<8x32x64xbf16>,
+                      %w3: tensor<8x32x64xbf16>, %w2: tensor<8x64x32xbf16>,
+                      %rows: tensor<?xi32>, %tiles: tensor<?xi32>, %w: tensor<?x2xf32>,
+                      %g: tensor<8x4x32x16xbf16>, %u: tensor<8x4x32x16xbf16>, %d: tensor<8x8x16x16xbf16>,
+                      %su: tensor<6x32x16xbf16>, %sd: tensor<8x24x16xbf16>) {
+  // CHECK: moe.layer {{.*}} activation = silu activation_type = bf16 :
+  %y, %n = moe.layer %x router(%wr) experts(up %w3, down %w2, gate %w1)
+      scoring = softmax k = 2 renormalize activation = silu activation_type = bf16
+      : (tensor<?x64xf32>, tensor<8x64xf32>, tensor<8x32x64xbf16>, tensor<8x32x64xbf16>,
+         tensor<8x64x32xbf16>) -> (tensor<?x64xf32>, tensor<8xi64>)
+  // CHECK: moe.expert_ffn {{.*}} activation = silu weight_panel = 8 weight_k_pack = 2 activation_type = bf16 :
+  %out = moe.expert_ffn %x, %rows, %tiles, %w gate(%g) up(%u) down(%d)
+      activation = silu weight_panel = 8 weight_k_pack = 2 activation_type = bf16
+      : (tensor<?x64xf32>, tensor<?xi32>, tensor<?xi32>, tensor<?x2xf32>, tensor<8x4x32x16xbf16>,
+         tensor<8x4x32x16xbf16>, tensor<8x8x16x16xbf16>) -> tensor<?x64xf32>
+  // CHECK: moe.shared_expert {{.*}} activation = silu weight_panel = 8 weight_k_pack = 2 :
+  %s = moe.shared_expert %x up(%su) down(%sd) activation = silu weight_panel = 8 weight_k_pack = 2
+      : (tensor<?x64xf32>, tensor<6x32x16xbf16>, tensor<8x24x16xbf16>) -> tensor<?x64xf32>
+  return
+}

@@ -28,3 +28,15 @@ func.func @shared_use(%x: tensor<?x64xf32>, %u: tensor<48x64xf32>, %d: tensor<64
       : (tensor<?x64xf32>, tensor<48x64xf32>, tensor<64x48xf32>) -> tensor<?x64xf32>
   return %y, %u : tensor<?x64xf32>, tensor<48x64xf32>
 }
+
+// -----
+
+// bf16 weights keep one input per lane unless k-pack=2.
+// CHECK-LABEL: func @bf16_singles
+// CHECK-SAME: tensor<6x64x8xbf16> {moe.logical_shape = array<i64: 46, 64>, moe.panel = 8 : i64}
+// CHECK-NOT: weight_k_pack
+func.func @bf16_singles(%x: tensor<?x64xf32>, %u: tensor<46x64xbf16>, %d: tensor<64x46xbf16>) -> tensor<?x64xf32> {
+  %y = moe.shared_expert %x up(%u) down(%d) activation = silu
+      : (tensor<?x64xf32>, tensor<46x64xbf16>, tensor<64x46xbf16>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}

@@ -33,8 +33,11 @@ TEST_CASE("determinism: repeated runs and thread counts 1, 2, 3, 8 give the "
           "same bits",
           "[determinism]") {
   std::string family = GENERATE(from_range(families()));
-  CAPTURE(family);
-  ExampleLayer layer(family);
+  // f32, and bf16 weights in pairs with bf16 activations (the layout and
+  // order of sums of AVX-512 BF16 dot products).
+  bool bf16Pairs = GENERATE(false, true);
+  CAPTURE(family, bf16Pairs);
+  ExampleLayer layer(family, bf16Pairs);
   constexpr int64_t kTokens = 300;
   std::vector<float> x = randomInput(kTokens, layer.hidden(), 42);
 
@@ -52,7 +55,7 @@ TEST_CASE("determinism: repeated runs and thread counts 1, 2, 3, 8 give the "
   }
 
   // A second instance of the same library, opened afresh.
-  ExampleLayer again(family);
+  ExampleLayer again(family, bf16Pairs);
   REQUIRE(moert_layer_set_threads(again, 2) == MOERT_OK);
   CHECK(firstDifference(again.forward(x), want, layer.hidden()) == "");
 }
@@ -62,8 +65,9 @@ TEST_CASE("determinism: a token's output does not depend on its batch",
   // Capacity makes a token's fate depend on the tokens before it (Switch):
   // such layers are exempt, as docs/families.md says.
   std::string family = GENERATE(from_range(families()));
-  CAPTURE(family);
-  ExampleLayer layer(family);
+  bool bf16Pairs = GENERATE(false, true);
+  CAPTURE(family, bf16Pairs);
+  ExampleLayer layer(family, bf16Pairs);
   if (capacityOf(layer) != 0)
     return;
   int64_t hidden = layer.hidden();

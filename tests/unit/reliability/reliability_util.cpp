@@ -101,15 +101,20 @@ int compileLayer(const std::string &config, const std::string &out,
 }
 
 namespace {
+/// moec's options for the bf16 variant of the example layers.
+const std::vector<std::string> kBF16PairsOptions = {
+    "--weight-dtype", "bf16", "--activation-dtype", "bf16", "--k-pack", "2"};
+
 /// DIR/NAME.so compiled from `config` unless it exists (or `force`).
 std::string compiledLayer(const std::string &name, const std::string &config,
-                          bool force) {
+                          bool force,
+                          const std::vector<std::string> &options = {}) {
   std::string dir = MOE_RELIABILITY_LAYER_DIR;
   std::string out = dir + "/" + name + ".so";
   if (force || !fs::exists(out)) {
     fs::create_directories(dir);
     std::string log;
-    int status = compileLayer(config, out, {}, &log);
+    int status = compileLayer(config, out, options, &log);
     INFO("moec compile " << config << ": " << log);
     REQUIRE(status == 0);
   }
@@ -138,13 +143,22 @@ std::string exampleLayer(const std::string &family) {
   return compiledLayer(family, examplePath(family, "config.json"), false);
 }
 
+std::string exampleBF16PairsLayer(const std::string &family) {
+  return compiledLayer(family + "_bf16_pairs",
+                       examplePath(family, "config.json"), false,
+                       kBF16PairsOptions);
+}
+
 std::string scaleLayer() {
   return compiledLayer("mixtral_scale", scaleConfig(), false);
 }
 
 void compileAllLayers() {
-  for (const std::string &family : families())
+  for (const std::string &family : families()) {
     compiledLayer(family, examplePath(family, "config.json"), true);
+    compiledLayer(family + "_bf16_pairs", examplePath(family, "config.json"),
+                  true, kBF16PairsOptions);
+  }
   compiledLayer("mixtral_scale", scaleConfig(), true);
 }
 

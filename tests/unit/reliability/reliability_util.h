@@ -37,6 +37,11 @@ int compileLayer(const std::string &config, const std::string &out,
 /// the fixture has not). Fails the test if moec fails.
 std::string exampleLayer(const std::string &family);
 
+/// The example's layer compiled with bf16 expert weights packed in pairs of
+/// inputs and bf16 activations (--weight-dtype bf16 --activation-dtype bf16
+/// --k-pack 2), like exampleLayer.
+std::string exampleBF16PairsLayer(const std::string &family);
+
 /// The Mixtral-shaped layer of the scale test (hidden 1024, intermediate
 /// 2816, 8 experts, top-2, f32 weights), compiled like exampleLayer.
 std::string scaleLayer();
@@ -75,9 +80,11 @@ private:
 };
 
 /// The example layer of `family` with the example's weights loaded.
+/// With `bf16Pairs`, the exampleBF16PairsLayer variant.
 struct ExampleLayer : Layer {
-  explicit ExampleLayer(const std::string &family)
-      : Layer(exampleLayer(family), examplePath(family, "model.safetensors"),
+  explicit ExampleLayer(const std::string &family, bool bf16Pairs = false)
+      : Layer(bf16Pairs ? exampleBF16PairsLayer(family) : exampleLayer(family),
+              examplePath(family, "model.safetensors"),
               examplePrefix(family)) {}
 };
 
