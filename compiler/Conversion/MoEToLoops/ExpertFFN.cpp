@@ -6,6 +6,7 @@
 
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 #include <cmath>
@@ -202,18 +203,30 @@ TileScratch allocTileScratch(LoopEmitter &em, int64_t tileRows, int64_t width,
 }
 
 /// With bf16 activations: the tile's `valid` rows of x, rounded to bf16,
-/// into the scratch (the router and the shared experts' sigmoid gate keep
-/// reading x in f32).
+/// into the scratch, a vector at a time (the router and the shared experts'
+/// sigmoid gate keep reading x in f32).
 void stageActivationRows(LoopEmitter &em, Value x, const TileScratch &scratch,
-                         Value valid, int64_t hiddenSize) {
+                         Value valid, int64_t hiddenSize, int64_t lanes) {
   if (!scratch.x)
     return;
   auto &b = em.builder();
+  int64_t full = hiddenSize / lanes * lanes;
+  auto vecType = VectorType::get({lanes}, em.f32());
   em.forEach(0, valid, [&](Value r) {
     Value token = memref::LoadOp::create(b, scratch.rows.token, ValueRange{r});
-    em.forEach(0, em.index(hiddenSize), [&](Value h) {
-      em.storeRoundedToBF16(em.load(x, {token, h}), scratch.x, {r, h});
-    });
+    auto loop = scf::ForOp::create(b, em.index(0), em.index(full),
+                                   em.index(lanes));
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(loop.getBody()->getTerminator());
+      Value h = loop.getInductionVar();
+      Value v = vector::LoadOp::create(b, vecType, x, ValueRange{token, h});
+      em.storeRoundedToBF16(v, scratch.x, {r, h});
+    }
+    if (full < hiddenSize)
+      em.forEach(em.index(full), em.index(hiddenSize), [&](Value h) {
+        em.storeRoundedToBF16(em.load(x, {token, h}), scratch.x, {r, h});
+      });
   });
 }
 
@@ -285,7 +298,8 @@ struct ExpertFFNToLoops : OpRewritePattern<ExpertFFNOp> {
                    [&](Value h) { em.store(em.f32(0.0), out, {row, h}); });
       });
       stageActivationRows(em, x, scratch, valid,
-                          op.getInput().getType().getDimSize(1));
+                          op.getInput().getType().getDimSize(1),
+                          schedule.vectorWidth);
       emitFFNTile(em, op.getActivation(), schedule, x, scratch, valid, gate,
                   up, down, expert, out, base, op.getWeightPanel(),
                   op.getWeightKPack());
@@ -352,7 +366,8 @@ struct SharedExpertToLoops : OpRewritePattern<SharedExpertOp> {
               em.store(em.sigmoid(dots[0]), scratch.rows.scale, {r});
             });
       }
-      stageActivationRows(em, x, scratch, valid, hiddenSize);
+      stageActivationRows(em, x, scratch, valid, hiddenSize,
+                          schedule.vectorWidth);
       emitFFNTile(em, op.getActivation(), schedule, x, scratch, valid, gate,
                   up, down, Value(), out, base, op.getWeightPanel(),
                   op.getWeightKPack());

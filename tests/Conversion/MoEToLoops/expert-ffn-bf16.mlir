@@ -36,23 +36,30 @@ func.func @pairs_f32_activations(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: te
 // -----
 
 // bf16 activations: each tile stages its rows of x rounded to bf16
-// (nearest, ties to even, by integer arithmetic; NaN stays NaN) and rounds
-// the hidden activations it stores. The widened kernel keeps them as f32;
-// with bf16 dot products both are bf16, multiplied by x86vector.avx512.dot
-// on the activation pair broadcast to every lane.
+// (nearest, ties to even, by integer arithmetic; NaN stays NaN), a vector
+// at a time, and rounds the hidden activations it stores. The widened
+// kernel keeps them as f32; with bf16 dot products both are bf16,
+// multiplied by x86vector.avx512.dot on the activation pair broadcast to
+// every lane.
 // CHECK-LABEL: func @pairs_bf16_activations
 // CHECK: %[[HIDDEN:.*]] = memref.alloc() {{.*}} : memref<4x32xf32>
 // CHECK: %[[STAGED:.*]] = memref.alloc() {{.*}} : memref<4x64xf32>
-// CHECK: %[[XV:.*]] = memref.load %{{.*}} : memref<?x64xf32>
-// CHECK: %[[BITS:.*]] = arith.bitcast %[[XV]] : f32 to i32
-// CHECK: %[[LSB:.*]] = arith.andi %{{.*}}, %{{.*}} : i32
-// CHECK: %[[HALF:.*]] = arith.addi %[[BITS]], %c32767_i32
+// CHECK: %[[XV:.*]] = vector.load %{{.*}} : memref<?x64xf32>, vector<8xf32>
+// CHECK: %[[BITS:.*]] = arith.bitcast %[[XV]] : vector<8xf32> to vector<8xi32>
+// CHECK: %[[SIXTEEN:.*]] = arith.constant dense<16> : vector<8xi32>
+// CHECK: %[[SHIFTED:.*]] = arith.shrui %[[BITS]], %[[SIXTEEN]]
+// CHECK: %[[LSB:.*]] = arith.andi %[[SHIFTED]], %{{.*}} : vector<8xi32>
+// CHECK: %[[HALF_ULP:.*]] = arith.constant dense<32767> : vector<8xi32>
+// CHECK: %[[HALF:.*]] = arith.addi %[[BITS]], %[[HALF_ULP]]
 // CHECK: %[[UP:.*]] = arith.addi %[[HALF]], %[[LSB]]
-// CHECK: %[[ROUNDED:.*]] = arith.andi %[[UP]], %c-65536_i32
+// CHECK: %[[MASK:.*]] = arith.constant dense<-65536> : vector<8xi32>
+// CHECK: %[[ROUNDED:.*]] = arith.andi %[[UP]], %[[MASK]]
 // CHECK: %[[NAN:.*]] = arith.cmpf uno, %[[XV]], %[[XV]]
-// CHECK: %[[KEPT:.*]] = arith.select %[[NAN]], %c2143289344_i32, %[[ROUNDED]]
-// CHECK: %[[F:.*]] = arith.bitcast %[[KEPT]] : i32 to f32
-// CHECK: memref.store %[[F]], %[[STAGED]]
+// CHECK: %[[QNAN:.*]] = arith.constant dense<2143289344> : vector<8xi32>
+// CHECK: %[[KEPT:.*]] = arith.select %[[NAN]], %[[QNAN]], %[[ROUNDED]]
+// CHECK: %[[F:.*]] = arith.bitcast %[[KEPT]] : vector<8xi32> to vector<8xf32>
+// CHECK: vector.store %[[F]], %[[STAGED]]
+// CHECK-NOT: memref.store %{{.*}}, %[[STAGED]]
 // CHECK: memref.load %[[STAGED]]
 // CHECK: vector.fma
 // CHECK: arith.cmpf uno, %{{.*}} : vector<8xf32>
@@ -61,9 +68,9 @@ func.func @pairs_f32_activations(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: te
 // DOT-LABEL: func @pairs_bf16_activations
 // DOT: %[[HIDDEN:.*]] = memref.alloc() {{.*}} : memref<4x32xbf16>
 // DOT: %[[STAGED:.*]] = memref.alloc() {{.*}} : memref<4x64xbf16>
-// DOT: %[[HIGH:.*]] = arith.trunci %{{.*}} : i32 to i16
-// DOT: %[[B:.*]] = arith.bitcast %[[HIGH]] : i16 to bf16
-// DOT: memref.store %[[B]], %[[STAGED]]
+// DOT: %[[HIGH:.*]] = arith.trunci %{{.*}} : vector<8xi32> to vector<8xi16>
+// DOT: %[[B:.*]] = arith.bitcast %[[HIGH]] : vector<8xi16> to vector<8xbf16>
+// DOT: vector.store %[[B]], %[[STAGED]]
 // DOT: %[[W:.*]] = vector.load %{{.*}} : memref<8x4x32x16xbf16>, vector<16xbf16>
 // DOT: %[[PAIR:.*]] = vector.load %[[STAGED]][{{.*}}] : memref<4x64xbf16>, vector<2xbf16>
 // DOT: %[[PAIR32:.*]] = vector.bitcast %[[PAIR]] : vector<2xbf16> to vector<1xi32>
@@ -92,7 +99,7 @@ func.func @pairs_bf16_activations(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: t
 // CHECK: %[[HIDDEN:.*]] = memref.alloc() {{.*}} : memref<64x48xf32>
 // CHECK: %[[STAGED:.*]] = memref.alloc() {{.*}} : memref<64x64xf32>
 // CHECK: arith.select
-// CHECK: memref.store %{{.*}}, %[[STAGED]]
+// CHECK: vector.store %{{.*}}, %[[STAGED]]
 // CHECK: vector.load %[[STAGED]]
 // CHECK: arith.select
 // CHECK: memref.store %{{.*}}, %[[HIDDEN]]
@@ -103,4 +110,21 @@ func.func @shared_bf16_activations(%x: tensor<?x64xf32>, %u: tensor<48x64xf32>, 
   %y = moe.shared_expert %x up(%u) down(%d) activation = silu activation_type = bf16
       : (tensor<?x64xf32>, tensor<48x64xf32>, tensor<64x48xf32>) -> tensor<?x64xf32>
   return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// A hidden size that is not a whole number of vectors: the last 4 inputs of
+// each row are staged one at a time.
+// CHECK-LABEL: func @staged_tail
+// CHECK: %[[STAGED:.*]] = memref.alloc() {{.*}} : memref<64x36xf32>
+// CHECK: scf.for %{{.*}} = %{{.*}} to %c32 step %c8
+// CHECK: vector.store %{{.*}}, %[[STAGED]]{{.*}} : memref<64x36xf32>, vector<8xf32>
+// CHECK: scf.for %{{.*}} = %c32{{.*}} to %c36
+// CHECK: memref.store %{{.*}}, %[[STAGED]]{{.*}} : memref<64x36xf32>
+// DOT-LABEL: func @staged_tail
+func.func @staged_tail(%x: tensor<?x36xf32>, %u: tensor<48x36xf32>, %d: tensor<36x48xf32>) -> tensor<?x36xf32> {
+  %y = moe.shared_expert %x up(%u) down(%d) activation = silu activation_type = bf16
+      : (tensor<?x36xf32>, tensor<48x36xf32>, tensor<36x48xf32>) -> tensor<?x36xf32>
+  return %y : tensor<?x36xf32>
 }

@@ -286,32 +286,17 @@ TEST_CASE("layer: weights from F32, BF16 and F16", "[layer]") {
 }
 
 TEST_CASE("layer: weights packed into bf16 panels", "[layer]") {
-  // fake_layer_packed takes experts.{e}.w1.weight as bf16 [4, 2, 8, 2] and
-  // checks that the padding row is zero.
+  // fake_layer_packed takes experts.{e}.w1.weight as bf16 [4, 2, 8, 2];
+  // fake_layer_packed_k2 takes it (stacked, [4, 3, 8]) as bf16 panels of 2
+  // with "k_pack": 2, [4, 2, 4, 4]. Both check that the padding row is
+  // zero: each expert's tensor lands at its own offset.
+  const char *library =
+      GENERATE(MOERT_FAKE_LAYER_PACKED, MOERT_FAKE_LAYER_PACKED_K2);
+  CAPTURE(library);
   TempDir dir;
   Layer layer;
-  open(layer, MOERT_FAKE_LAYER_PACKED);
-  FakeCounters fake(MOERT_FAKE_LAYER_PACKED);
-  std::vector<float> x = input(50);
-  for (const char *experts : {"F32", "BF16", "F16"}) {
-    std::string path = dir.path(std::string(experts) + ".safetensors");
-    writeSafetensors(path, checkpoint(kPrefix, "F32", experts));
-    loadWeights(layer, path);
-    CHECK(forward(layer, x) == expected(x));
-  }
-  CHECK(fake.calls() == 3);
-  CHECK(fake.descriptorErrors() == 0);
-}
-
-TEST_CASE("layer: weights packed into bf16 panels of input pairs",
-          "[layer]") {
-  // fake_layer_packed_k2 takes experts.{e}.w1.weight (stacked, [4, 3, 8]) as
-  // bf16 panels of 2 with "k_pack": 2, [4, 2, 4, 4], and checks that the
-  // padding row is zero: each expert's tensor lands at its own offset.
-  TempDir dir;
-  Layer layer;
-  open(layer, MOERT_FAKE_LAYER_PACKED_K2);
-  FakeCounters fake(MOERT_FAKE_LAYER_PACKED_K2);
+  open(layer, library);
+  FakeCounters fake(library);
   std::vector<float> x = input(50);
   for (const char *experts : {"F32", "BF16", "F16"}) {
     std::string path = dir.path(std::string(experts) + ".safetensors");
