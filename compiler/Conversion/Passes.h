@@ -3,6 +3,8 @@
 #ifndef MOE_COMPILER_CONVERSION_PASSES_H
 #define MOE_COMPILER_CONVERSION_PASSES_H
 
+#include "compiler/Conversion/BF16Dot.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"

@@ -52,10 +52,17 @@ def ConvertMoEToLoopsPass : Pass<"convert-moe-to-loops"> {
     Option<"pairRowBlock", "pair-row-block", "int64_t", /*default=*/"4",
            "activation rows per register block over pair-packed bf16 "
            "weights">,
-    Option<"bf16Dot", "bf16-dot", "bool", /*default=*/"false",
-           "multiply bf16 activations and pair-packed bf16 weights with "
-           "AVX-512 BF16 dot products (x86vector.avx512.dot), for a CPU "
-           "that has them">,
+    Option<"bf16Dot", "bf16-dot", "::mlir::moe::BF16Dot",
+           /*default=*/"::mlir::moe::BF16Dot::none",
+           "how bf16 activations meet pair-packed bf16 weights",
+           [{::llvm::cl::values(
+               clEnumValN(::mlir::moe::BF16Dot::none, "none",
+                          "f32 activations in memory, widened weights"),
+               clEnumValN(::mlir::moe::BF16Dot::avx512, "avx512",
+                          "AVX-512 BF16 dot products (x86vector.avx512.dot)"),
+               clEnumValN(::mlir::moe::BF16Dot::emulate, "emulate",
+                          "the avx512 data flow, each dot product as two "
+                          "f32 multiply-adds"))}]>,
   ];
 }
 

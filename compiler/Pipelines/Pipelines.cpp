@@ -75,7 +75,7 @@ void mlir::moe::buildMoELoopsToLLVMPipeline(
   // What LLVM has no intrinsic for (erf, tanh) becomes a libm call.
   pm.addPass(createConvertMathToLibmPass());
   pm.addPass(createConvertOpenMPToLLVMPass());
-  if (options.bf16Dot) {
+  if (options.bf16Dot == BF16Dot::avx512) {
     // x86vector has no convert-to-llvm interface; only this pass lowers it.
     ConvertVectorToLLVMPassOptions vector;
     vector.x86Vector = true;

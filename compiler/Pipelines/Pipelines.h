@@ -3,6 +3,8 @@
 #ifndef MOE_COMPILER_PIPELINES_PIPELINES_H
 #define MOE_COMPILER_PIPELINES_PIPELINES_H
 
+#include "compiler/Conversion/BF16Dot.h"
+
 #include "mlir/Pass/PassOptions.h"
 
 namespace mlir {
@@ -35,10 +37,15 @@ struct MoECPUPipelineOptions
       *this, "k-pack",
       llvm::cl::desc("consecutive inputs per lane of packed bf16 weights"),
       llvm::cl::init(1)};
-  Option<bool> bf16Dot{
+  Option<BF16Dot> bf16Dot{
       *this, "bf16-dot",
-      llvm::cl::desc("AVX-512 BF16 dot products for bf16 activations"),
-      llvm::cl::init(false)};
+      llvm::cl::desc("bf16 dot products for bf16 activations"),
+      llvm::cl::init(BF16Dot::none),
+      llvm::cl::values(
+          clEnumValN(BF16Dot::none, "none", "widened weights"),
+          clEnumValN(BF16Dot::avx512, "avx512", "AVX-512 BF16 (vdpbf16ps)"),
+          clEnumValN(BF16Dot::emulate, "emulate",
+                     "the avx512 data flow with f32 multiply-adds"))};
 };
 
 /// moe.layer → the primitives, with the FFN weights the function receives

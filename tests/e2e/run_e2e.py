@@ -29,8 +29,8 @@ runs the driver against stand-ins built on the reference, to test the driver its
 `--target cuda`: the layers are compiled with `moec --target cuda` (or taken from `--prebuilt
 DIR`, as `DIR/FAMILY.cuda.so`, where the GPU machine has no moec) and run with `moe-run --device
 cuda`. The GPU computes bf16 x bf16 -> f32 (activations and weights rounded to bf16), so every
-numeric case uses the bf16 tolerance; the bf16w, bf16a and bf16ap dtypes (CPU compile options)
-are left out.
+numeric case uses the bf16 tolerance; the bf16w and bf16a* dtypes (CPU compile options) are left
+out.
 Without a usable CUDA device (or toolkit, to compile) the run prints `SKIP: <why>` and exits 77,
 which ctest reports as skipped, never as passed.
 """
@@ -66,15 +66,20 @@ TOKENS = (1, 7, 64, 300)
 # only the order of f32 sums differs, and a layer that did not round would be caught. bf16ap:
 # the same with the expert weights packed in pairs of inputs (--k-pack 2, the layout AVX-512
 # BF16 dot products read; widened where the CPU has none, in the instruction's order of sums).
-DTYPES = ("f32", "bf16", "bf16w", "bf16a", "bf16ap")
+# bf16ad: the same through the data flow of those dot products (bf16 activations in memory, each
+# pair broadcast), each vdpbf16ps emulated by its two multiply-adds (--bf16-dot emulate), so
+# that the path compiled for AVX-512 BF16 CPUs runs here.
+DTYPES = ("f32", "bf16", "bf16w", "bf16a", "bf16ap", "bf16ad")
 # The compile options of each layer variant.
 LAYER_OPTIONS = {
     "f32": ["--weight-dtype", "f32"],
     "bf16": ["--weight-dtype", "bf16"],
     "bf16a": ["--weight-dtype", "bf16", "--activation-dtype", "bf16"],
-    "bf16ap": ["--weight-dtype", "bf16", "--activation-dtype", "bf16", "--k-pack", "2"],
+    "bf16ap": ["--weight-dtype", "bf16", "--activation-dtype", "bf16", "--k-pack", "2",
+               "--bf16-dot", "none"],
+    "bf16ad": ["--weight-dtype", "bf16", "--activation-dtype", "bf16", "--bf16-dot", "emulate"],
 }
-ROUNDED_ACTIVATIONS = ("bf16a", "bf16ap")
+ROUNDED_ACTIVATIONS = ("bf16a", "bf16ap", "bf16ad")
 RELATIVE_TOLERANCE = 1e-3
 BF16_WEIGHTS_TOLERANCE = 1e-2
 SKIP = 77  # ctest's SKIP_RETURN_CODE

@@ -196,14 +196,46 @@ SmallVector<Value> panelStep(LoopEmitter &em, const RegisterBlock &block,
   return next;
 }
 
+/// The f32 values of the odd and the even input of each 32-bit lane of
+/// bf16 pairs: the high half as it is (masked), the low half shifted up.
+std::pair<Value, Value> widenPairs(LoopEmitter &em, Value lanes) {
+  auto &b = em.builder();
+  auto vecType = VectorType::get(cast<VectorType>(lanes.getType()).getShape(),
+                                 em.f32());
+  Value odd = arith::BitcastOp::create(
+      b, vecType,
+      arith::AndIOp::create(b, lanes, em.i32Like(lanes, 0xffff0000u)));
+  Value even = arith::BitcastOp::create(
+      b, vecType, arith::ShLIOp::create(b, lanes, em.i32Like(lanes, 16)));
+  return {odd, even};
+}
+
+/// acc + a . w over the pairs of each lane (`a`, `w`: vector<2P x bf16>):
+/// vdpbf16ps, or (BF16Dot::emulate) its two f32 multiply-adds, odd input
+/// first. The products of bf16 values are exact in f32, so the two agree
+/// but for the instruction's flushing of denormals.
+Value dotBF16Pairs(LoopEmitter &em, BF16Dot dot, Value acc, Value a,
+                   Value w) {
+  auto &b = em.builder();
+  if (dot == BF16Dot::avx512)
+    return x86vector::DotBF16Op::create(b, acc.getType(), acc, a, w);
+  auto intType = VectorType::get(cast<VectorType>(acc.getType()).getShape(),
+                                 b.getI32Type());
+  auto [aOdd, aEven] = widenPairs(em, vector::BitCastOp::create(b, intType, a));
+  auto [wOdd, wEven] = widenPairs(em, vector::BitCastOp::create(b, intType, w));
+  acc = vector::FMAOp::create(b, aOdd, wOdd, acc);
+  return vector::FMAOp::create(b, aEven, wEven, acc);
+}
+
 /// One step over a pair of inputs (2 kk, 2 kk + 1) of pair-packed bf16
 /// panels: each 32-bit lane holds the bf16 weights of both inputs. bf16
-/// activation rows: one vdpbf16ps per accumulator. f32 rows: the lanes are
-/// widened by a mask (odd input: the high half is its f32) and a shift
-/// (even input) and multiplied in the instruction's order, odd then even,
-/// so that both give the same sums for bf16-rounded activations.
+/// activation rows: one bf16 dot product (`dot`) per accumulator. f32 rows:
+/// the lanes are widened by a mask (odd input: the high half is its f32)
+/// and a shift (even input) and multiplied in the instruction's order, odd
+/// then even, so that both give the same sums for bf16-rounded activations.
 SmallVector<Value> pairStep(LoopEmitter &em, const RegisterBlock &block,
-                            Value kk, int64_t width, ValueRange acc) {
+                            Value kk, int64_t width, BF16Dot dot,
+                            ValueRange acc) {
   auto &b = em.builder();
   auto vecType = VectorType::get({width}, em.f32());
   auto intType = VectorType::get({width}, b.getI32Type());
@@ -219,6 +251,7 @@ SmallVector<Value> pairStep(LoopEmitter &em, const RegisterBlock &block,
   SmallVector<Value> next(acc);
   auto rowType = cast<MemRefType>(block.rows.front().memref.getType());
   if (rowType.getElementType().isBF16()) {
+    assert(dot != BF16Dot::none && "bf16 rows without bf16 dot products");
     SmallVector<Value> w;
     for (const RowRef &panel : block.cols)
       w.push_back(loadPanel(em, panel, kk, 2 * width));
@@ -226,35 +259,32 @@ SmallVector<Value> pairStep(LoopEmitter &em, const RegisterBlock &block,
       Value pair = vector::LoadOp::create(
           b, VectorType::get({2}, b.getBF16Type()), block.rows[m].memref,
           rowIndex(m, k0));
-      Value bits = vector::BitCastOp::create(
-          b, VectorType::get({1}, b.getI32Type()), pair);
+      Value bits = vector::ExtractOp::create(
+          b,
+          vector::BitCastOp::create(b, VectorType::get({1}, b.getI32Type()),
+                                    pair),
+          ArrayRef<int64_t>{0});
       Value a = vector::BitCastOp::create(
           b, pairsType, vector::BroadcastOp::create(b, intType, bits));
       for (size_t c = 0; c < numCols; ++c)
-        next[m * numCols + c] = x86vector::DotBF16Op::create(
-            b, vecType, next[m * numCols + c], a, w[c]);
+        next[m * numCols + c] =
+            dotBF16Pairs(em, dot, next[m * numCols + c], a, w[c]);
     }
     return next;
   }
-  // One panel at a time, its odd half multiplied into every row before its
-  // even half is formed: 12 accumulators (AVX2), one widened vector and one
-  // broadcast stay live, within the 16 registers. (Widening every panel
-  // first would spill.) The broadcasts are re-read per panel: loads from L1
-  // folded into the broadcast, no arithmetic.
+  // One panel at a time, its odd half into every row, then its even half.
+  // LLVM keeps each row's two broadcasts live across the panels, so these
+  // kernels block fewer rows than single-input ones (pair_row_block).
   for (size_t c = 0; c < numCols; ++c) {
     Value lanes = vector::BitCastOp::create(
         b, intType, loadPanel(em, block.cols[c], kk, 2 * width));
-    Value odd = arith::BitcastOp::create(
-        b, vecType,
-        arith::AndIOp::create(b, lanes, em.i32Like(lanes, 0xffff0000u)));
+    auto [odd, even] = widenPairs(em, lanes);
     for (size_t m = 0; m < block.rows.size(); ++m) {
       Value a1 = vector::BroadcastOp::create(
           b, vecType, em.load(block.rows[m].memref, rowIndex(m, k1)));
       Value &sum = next[m * numCols + c];
       sum = vector::FMAOp::create(b, a1, odd, sum);
     }
-    Value even = arith::BitcastOp::create(
-        b, vecType, arith::ShLIOp::create(b, lanes, em.i32Like(lanes, 16)));
     for (size_t m = 0; m < block.rows.size(); ++m) {
       Value a0 = vector::BroadcastOp::create(
           b, vecType, em.load(block.rows[m].memref, rowIndex(m, k0)));
@@ -268,8 +298,8 @@ SmallVector<Value> pairStep(LoopEmitter &em, const RegisterBlock &block,
 /// acc[m][c] = sum over k of broadcast(rows[m][k]) * panel_c[k, :], over
 /// single inputs or, when `kPack` is 2, pairs of them.
 SmallVector<Value> emitPanelBlock(LoopEmitter &em, const RegisterBlock &block,
-                                  int64_t depth, int64_t kPack,
-                                  int64_t width) {
+                                  int64_t depth, int64_t kPack, int64_t width,
+                                  BF16Dot dot) {
   auto &b = em.builder();
   auto vecType = VectorType::get({width}, em.f32());
   Value zero = arith::ConstantOp::create(
@@ -285,7 +315,7 @@ SmallVector<Value> emitPanelBlock(LoopEmitter &em, const RegisterBlock &block,
   Value k = loop.getInductionVar();
   ValueRange acc = loop.getRegionIterArgs();
   scf::YieldOp::create(
-      b, kPack == 2 ? pairStep(em, block, k, width, acc)
+      b, kPack == 2 ? pairStep(em, block, k, width, dot, acc)
                     : panelStep(em, block, k, width, acc));
   return SmallVector<Value>(loop.getResults());
 }
@@ -326,8 +356,9 @@ void mlir::moe::emitPanelDots(
   auto &b = em.builder();
   auto run = [&](Value row0, int64_t m, Value panel0, int64_t n) {
     RegisterBlock block = gatherBlock(em, row0, m, panel0, n, activationRow, panelRefs);
-    SmallVector<Value> acc =
-        emitPanelBlock(em, block, depth, kPack, schedule.vectorWidth);
+    SmallVector<Value> acc = emitPanelBlock(em, block, depth, kPack,
+                                            schedule.vectorWidth,
+                                            schedule.bf16Dot);
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j)
         epilogue(block.rowIds[i], block.outIds[j],

@@ -16,6 +16,7 @@
 #ifndef MOE_COMPILER_CONVERSION_MOETOLOOPS_DOTKERNEL_H
 #define MOE_COMPILER_CONVERSION_MOETOLOOPS_DOTKERNEL_H
 
+#include "compiler/Conversion/BF16Dot.h"
 #include "compiler/Conversion/MoEToLoops/LoopEmitter.h"
 
 namespace mlir::moe {
@@ -39,9 +40,9 @@ struct DotSchedule {
   /// MR over pair-packed bf16 panels: each panel vector is widened into
   /// two, so fewer rows fit the register file (AVX2: 4).
   int64_t pairRowBlock = 4;
-  /// The CPU has AVX-512 BF16 (vdpbf16ps): a target property, not a tuning
-  /// choice, so it is not part of #moe.cpu_schedule.
-  bool bf16Dot = false;
+  /// bf16 dot products (vdpbf16ps, or its emulation): a target property,
+  /// not a tuning choice, so it is not part of #moe.cpu_schedule.
+  BF16Dot bf16Dot = BF16Dot::none;
 };
 
 /// `dots[m][n] = sum_{k < depth} rows[m][k] * cols[n][k]`.

@@ -180,7 +180,8 @@ struct ActivationStaging {
                               Builder &b) {
     ActivationStaging staging;
     staging.bf16 = op.hasBF16Activations();
-    bool dot = staging.bf16 && schedule.bf16Dot && op.getWeightKPack() == 2;
+    bool dot = staging.bf16 && schedule.bf16Dot != BF16Dot::none &&
+               op.getWeightKPack() == 2;
     staging.element = dot ? Type(b.getBF16Type()) : Type(b.getF32Type());
     return staging;
   }

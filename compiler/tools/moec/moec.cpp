@@ -121,6 +121,23 @@ cl::opt<int64_t> kPack("k-pack", cl::init(0),
                                 "products read) or 1 (0: pairs for bf16 "
                                 "activations on a CPU with AVX-512 BF16)"),
                        cl::sub(compileCommand), cl::cat(scheduleCategory));
+/// --bf16-dot: BF16Dot's values, and the cost model's choice.
+enum class BF16DotChoice { none, avx512, emulate, automatic };
+static_assert(int(BF16DotChoice::emulate) == int(BF16Dot::emulate));
+cl::opt<BF16DotChoice> bf16Dot(
+    "bf16-dot", cl::init(BF16DotChoice::automatic),
+    cl::desc("How bf16 activations meet bf16 weights"),
+    cl::values(
+        clEnumValN(BF16DotChoice::automatic, "auto",
+                   "vdpbf16ps where --mcpu has AVX-512 BF16 (default)"),
+        clEnumValN(BF16DotChoice::avx512, "avx512",
+                   "vdpbf16ps (x86vector.avx512.dot)"),
+        clEnumValN(BF16DotChoice::emulate, "emulate",
+                   "vdpbf16ps's data flow with each dot product as two f32 "
+                   "multiply-adds: tests that path on any CPU"),
+        clEnumValN(BF16DotChoice::none, "none",
+                   "widen the weights to f32 (f32 activations in memory)")),
+    cl::sub(compileCommand), cl::cat(scheduleCategory));
 cl::opt<int64_t> colBlock("col-block", cl::init(0),
                           cl::desc("weight rows per register block "
                                    "(0: the cost model's choice)"),
@@ -170,8 +187,8 @@ OwningOpRef<ModuleOp> loadInput(MLIRContext &context, llvm::SourceMgr &sources) 
 /// bf16 dot products where the CPU has them, and the pair layout they read
 /// for bf16 activations (without them pairs measured 4-6 % slower than
 /// single inputs on AVX2). Flags override.
-void chooseSchedule(llvm::TargetMachine &machine, ModuleOp module,
-                    MoECPUPipelineOptions &options) {
+LogicalResult chooseSchedule(llvm::TargetMachine &machine, ModuleOp module,
+                             MoECPUPipelineOptions &options) {
   // The subtarget knows the features of a named --mcpu too.
   const llvm::MCSubtargetInfo &cpu = *machine.getMCSubtargetInfo();
   bool avx512 = cpu.checkFeatures("+avx512f");
@@ -186,11 +203,22 @@ void chooseSchedule(llvm::TargetMachine &machine, ModuleOp module,
   });
   // vdpbf16ps on 16 lanes (zmm), or on 4/8 with AVX-512VL.
   int64_t lanes = options.vectorWidth;
-  options.bf16Dot = cpu.checkFeatures("+avx512bf16") &&
-                    (lanes == 16 ||
-                     ((lanes == 8 || lanes == 4) &&
-                      cpu.checkFeatures("+avx512vl")));
-  options.kPack = kPack ? kPack : (options.bf16Dot && bf16Activations ? 2 : 1);
+  bool hasDot = cpu.checkFeatures("+avx512bf16") &&
+                (lanes == 16 || ((lanes == 8 || lanes == 4) &&
+                                 cpu.checkFeatures("+avx512vl")));
+  if (bf16Dot == BF16DotChoice::avx512 && !hasDot) {
+    fail("--bf16-dot avx512 needs a CPU with AVX-512 BF16 (and AVX-512VL "
+         "below 16 lanes); --mcpu " + mcpu + " has none (try --mcpu "
+         "sapphirerapids, or --bf16-dot emulate)");
+    return failure();
+  }
+  options.bf16Dot = bf16Dot == BF16DotChoice::automatic
+                        ? (hasDot ? BF16Dot::avx512 : BF16Dot::none)
+                        : static_cast<BF16Dot>(bf16Dot.getValue());
+  options.kPack =
+      kPack ? kPack
+            : (options.bf16Dot != BF16Dot::none && bf16Activations ? 2 : 1);
+  return success();
 }
 
 /// --activation-dtype: an error where the target cannot honour it; on a
@@ -363,7 +391,8 @@ int compile() {
   if (!machine)
     return fail(llvm::toString(machine.takeError()));
   MoECPUPipelineOptions options;
-  chooseSchedule(**machine, *module, options);
+  if (failed(chooseSchedule(**machine, *module, options)))
+    return 1;
   // The schedule lives in the IR: a layer without one gets the cost model's.
   auto schedule = CPUScheduleAttr::get(
       &context, options.vectorWidth, options.rowBlock, options.colBlock,

@@ -1,5 +1,6 @@
 // RUN: moe-opt %s --split-input-file --convert-moe-to-loops="row-block=2 streaming-rows=1" | FileCheck %s
-// RUN: moe-opt %s --split-input-file --convert-moe-to-loops="row-block=2 streaming-rows=1 bf16-dot=true" | FileCheck %s --check-prefix=DOT
+// RUN: moe-opt %s --split-input-file --convert-moe-to-loops="row-block=2 streaming-rows=1 bf16-dot=avx512" | FileCheck %s --check-prefix=DOT
+// RUN: moe-opt %s --split-input-file --convert-moe-to-loops="row-block=2 streaming-rows=1 bf16-dot=emulate" | FileCheck %s --check-prefix=EMULATE
 
 // Pair-packed bf16 panels with f32 activations: each 32-bit lane is widened
 // by a mask (the odd input) and a shift (the even one), and the odd product
@@ -13,11 +14,11 @@
 // CHECK: %[[LANES:.*]] = vector.bitcast %{{.*}} : vector<16xbf16> to vector<8xi32>
 // CHECK: %[[ODD_BITS:.*]] = arith.andi %[[LANES]], %{{.*}} : vector<8xi32>
 // CHECK: %[[ODD:.*]] = arith.bitcast %[[ODD_BITS]] : vector<8xi32> to vector<8xf32>
+// CHECK: %[[EVEN_BITS:.*]] = arith.shli %[[LANES]], %{{.*}} : vector<8xi32>
+// CHECK: %[[EVEN:.*]] = arith.bitcast %[[EVEN_BITS]] : vector<8xi32> to vector<8xf32>
 // CHECK: %[[X1:.*]] = memref.load %{{.*}}[%{{.*}}, %[[K1]]] : memref<?x64xf32>
 // CHECK: %[[A1:.*]] = vector.broadcast %[[X1]]
 // CHECK: %[[SUM:.*]] = vector.fma %[[A1]], %[[ODD]], %[[ACC]] : vector<8xf32>
-// CHECK: %[[EVEN_BITS:.*]] = arith.shli %[[LANES]], %{{.*}} : vector<8xi32>
-// CHECK: %[[EVEN:.*]] = arith.bitcast %[[EVEN_BITS]] : vector<8xi32> to vector<8xf32>
 // CHECK: %[[X0:.*]] = memref.load %{{.*}}[%{{.*}}, %[[K0]]] : memref<?x64xf32>
 // CHECK: %[[A0:.*]] = vector.broadcast %[[X0]]
 // CHECK: vector.fma %[[A0]], %[[EVEN]], %[[SUM]] : vector<8xf32>
@@ -74,7 +75,8 @@ func.func @pairs_f32_activations(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: te
 // DOT: %[[W:.*]] = vector.load %{{.*}} : memref<8x4x32x16xbf16>, vector<16xbf16>
 // DOT: %[[PAIR:.*]] = vector.load %[[STAGED]][{{.*}}] : memref<4x64xbf16>, vector<2xbf16>
 // DOT: %[[PAIR32:.*]] = vector.bitcast %[[PAIR]] : vector<2xbf16> to vector<1xi32>
-// DOT: %[[SPLAT:.*]] = vector.broadcast %[[PAIR32]] : vector<1xi32> to vector<8xi32>
+// DOT: %[[BITS:.*]] = vector.extract %[[PAIR32]][0] : i32 from vector<1xi32>
+// DOT: %[[SPLAT:.*]] = vector.broadcast %[[BITS]] : i32 to vector<8xi32>
 // DOT: %[[A:.*]] = vector.bitcast %[[SPLAT]] : vector<8xi32> to vector<16xbf16>
 // DOT: x86vector.avx512.dot %{{.*}}, %[[A]], %[[W]] : vector<16xbf16> -> vector<8xf32>
 // DOT: vector.store %{{.*}}, %[[HIDDEN]][{{.*}}] : memref<4x32xbf16>, vector<8xbf16>
@@ -82,6 +84,23 @@ func.func @pairs_f32_activations(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: te
 // DOT: x86vector.avx512.dot
 // DOT-NOT: vector.fma
 // DOT: return
+// The emulation keeps that data flow (bf16 scratch, the pair broadcast to
+// every lane) and writes each dot product as two multiply-adds, odd first.
+// EMULATE-LABEL: func @pairs_bf16_activations
+// EMULATE: %[[HIDDEN:.*]] = memref.alloc() {{.*}} : memref<4x32xbf16>
+// EMULATE: %[[STAGED:.*]] = memref.alloc() {{.*}} : memref<4x64xbf16>
+// EMULATE: %[[PAIR:.*]] = vector.load %[[STAGED]][{{.*}}] : memref<4x64xbf16>, vector<2xbf16>
+// EMULATE: %[[SPLAT:.*]] = vector.broadcast %{{.*}} : i32 to vector<8xi32>
+// EMULATE: %[[A:.*]] = vector.bitcast %[[SPLAT]] : vector<8xi32> to vector<16xbf16>
+// EMULATE: %[[A_BITS:.*]] = vector.bitcast %[[A]] : vector<16xbf16> to vector<8xi32>
+// EMULATE: %[[A_ODD:.*]] = arith.bitcast %{{.*}} : vector<8xi32> to vector<8xf32>
+// EMULATE: %[[A_EVEN:.*]] = arith.bitcast %{{.*}} : vector<8xi32> to vector<8xf32>
+// EMULATE: %[[W_ODD:.*]] = arith.bitcast %{{.*}} : vector<8xi32> to vector<8xf32>
+// EMULATE: %[[W_EVEN:.*]] = arith.bitcast %{{.*}} : vector<8xi32> to vector<8xf32>
+// EMULATE: %[[SUM:.*]] = vector.fma %[[A_ODD]], %[[W_ODD]], %{{.*}} : vector<8xf32>
+// EMULATE: vector.fma %[[A_EVEN]], %[[W_EVEN]], %[[SUM]] : vector<8xf32>
+// EMULATE-NOT: x86vector
+// EMULATE: return
 func.func @pairs_bf16_activations(%x: tensor<?x64xf32>, %r: tensor<?xi32>, %t: tensor<?xi32>, %w: tensor<?x2xf32>,
                                   %g: tensor<8x4x32x16xbf16>, %u: tensor<8x4x32x16xbf16>, %d: tensor<8x8x16x16xbf16>) -> tensor<?x64xf32> {
   %y = moe.expert_ffn %x, %r, %t, %w gate(%g) up(%u) down(%d) activation = silu tile_rows = 4

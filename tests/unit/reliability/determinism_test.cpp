@@ -35,9 +35,9 @@ TEST_CASE("determinism: repeated runs and thread counts 1, 2, 3, 8 give the "
   std::string family = GENERATE(from_range(families()));
   // f32, and bf16 weights in pairs with bf16 activations (the layout and
   // order of sums of AVX-512 BF16 dot products).
-  bool bf16Pairs = GENERATE(false, true);
-  CAPTURE(family, bf16Pairs);
-  ExampleLayer layer(family, bf16Pairs);
+  Variant variant = GENERATE(Variant::f32, Variant::bf16Pairs);
+  CAPTURE(family, int(variant));
+  ExampleLayer layer(family, variant);
   constexpr int64_t kTokens = 300;
   std::vector<float> x = randomInput(kTokens, layer.hidden(), 42);
 
@@ -55,7 +55,7 @@ TEST_CASE("determinism: repeated runs and thread counts 1, 2, 3, 8 give the "
   }
 
   // A second instance of the same library, opened afresh.
-  ExampleLayer again(family, bf16Pairs);
+  ExampleLayer again(family, variant);
   REQUIRE(moert_layer_set_threads(again, 2) == MOERT_OK);
   CHECK(firstDifference(again.forward(x), want, layer.hidden()) == "");
 }
@@ -65,9 +65,9 @@ TEST_CASE("determinism: a token's output does not depend on its batch",
   // Capacity makes a token's fate depend on the tokens before it (Switch):
   // such layers are exempt, as docs/families.md says.
   std::string family = GENERATE(from_range(families()));
-  bool bf16Pairs = GENERATE(false, true);
-  CAPTURE(family, bf16Pairs);
-  ExampleLayer layer(family, bf16Pairs);
+  Variant variant = GENERATE(Variant::f32, Variant::bf16Pairs);
+  CAPTURE(family, int(variant));
+  ExampleLayer layer(family, variant);
   if (capacityOf(layer) != 0)
     return;
   int64_t hidden = layer.hidden();
@@ -144,4 +144,23 @@ TEST_CASE("concurrency: 8 threads calling one layer get the serial bits and "
   CHECK(counts == wantCounts);
   if (!capacity)
     CHECK(sum(counts) == wantTokens * k);
+}
+
+TEST_CASE("determinism: the data flow of AVX-512 BF16 dot products gives the "
+          "widened pair kernel's bits",
+          "[determinism]") {
+  // Both multiply the same bf16 values pair by pair, odd input first, each
+  // product exact in f32: the layer through vdpbf16ps's data flow (bf16
+  // activations in memory, each pair broadcast; the dot product emulated)
+  // must give the bits of the layer that widens the weights instead.
+  std::string family = GENERATE(from_range(families()));
+  CAPTURE(family);
+  ExampleLayer pairs(family, Variant::bf16Pairs);
+  ExampleLayer dot(family, Variant::bf16DotEmulated);
+  for (int64_t tokens : {int64_t(1), int64_t(7), int64_t(300)}) {
+    CAPTURE(tokens);
+    std::vector<float> x = randomInput(tokens, pairs.hidden(), 11);
+    CHECK(firstDifference(dot.forward(x), pairs.forward(x), pairs.hidden()) ==
+          "");
+  }
 }

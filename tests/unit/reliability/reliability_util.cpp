@@ -101,9 +101,31 @@ int compileLayer(const std::string &config, const std::string &out,
 }
 
 namespace {
-/// moec's options for the bf16 variant of the example layers.
-const std::vector<std::string> kBF16PairsOptions = {
-    "--weight-dtype", "bf16", "--activation-dtype", "bf16", "--k-pack", "2"};
+/// The file name suffix and moec's options of each variant.
+struct VariantInfo {
+  const char *suffix;
+  std::vector<std::string> options;
+};
+const VariantInfo &variantInfo(Variant variant) {
+  static const VariantInfo f32{"", {}};
+  static const VariantInfo pairs{
+      "_bf16_pairs",
+      {"--weight-dtype", "bf16", "--activation-dtype", "bf16", "--k-pack",
+       "2", "--bf16-dot", "none"}};
+  static const VariantInfo dot{
+      "_bf16_dot",
+      {"--weight-dtype", "bf16", "--activation-dtype", "bf16", "--bf16-dot",
+       "emulate"}};
+  switch (variant) {
+  case Variant::bf16Pairs:
+    return pairs;
+  case Variant::bf16DotEmulated:
+    return dot;
+  case Variant::f32:
+    break;
+  }
+  return f32;
+}
 
 /// DIR/NAME.so compiled from `config` unless it exists (or `force`).
 std::string compiledLayer(const std::string &name, const std::string &config,
@@ -139,14 +161,10 @@ std::string scaleConfig() {
 }
 } // namespace
 
-std::string exampleLayer(const std::string &family) {
-  return compiledLayer(family, examplePath(family, "config.json"), false);
-}
-
-std::string exampleBF16PairsLayer(const std::string &family) {
-  return compiledLayer(family + "_bf16_pairs",
-                       examplePath(family, "config.json"), false,
-                       kBF16PairsOptions);
+std::string exampleLayer(const std::string &family, Variant variant) {
+  const VariantInfo &info = variantInfo(variant);
+  return compiledLayer(family + info.suffix, examplePath(family, "config.json"),
+                       false, info.options);
 }
 
 std::string scaleLayer() {
@@ -154,11 +172,13 @@ std::string scaleLayer() {
 }
 
 void compileAllLayers() {
-  for (const std::string &family : families()) {
-    compiledLayer(family, examplePath(family, "config.json"), true);
-    compiledLayer(family + "_bf16_pairs", examplePath(family, "config.json"),
-                  true, kBF16PairsOptions);
-  }
+  for (const std::string &family : families())
+    for (Variant variant :
+         {Variant::f32, Variant::bf16Pairs, Variant::bf16DotEmulated}) {
+      const VariantInfo &info = variantInfo(variant);
+      compiledLayer(family + info.suffix, examplePath(family, "config.json"),
+                    true, info.options);
+    }
   compiledLayer("mixtral_scale", scaleConfig(), true);
 }
 

@@ -33,14 +33,21 @@ std::string examplePrefix(const std::string &family);
 /// puts its stderr into `*log`. The library appears at OUT atomically.
 int compileLayer(const std::string &config, const std::string &out,
                  const std::vector<std::string> &args, std::string *log);
-/// The example's layer compiled by moec with f32 weights (compiled now if
-/// the fixture has not). Fails the test if moec fails.
-std::string exampleLayer(const std::string &family);
+/// How an example layer is compiled.
+enum class Variant {
+  f32,
+  /// bf16 weights packed in pairs of inputs, bf16 activations, widened
+  /// (--weight-dtype bf16 --activation-dtype bf16 --k-pack 2 --bf16-dot none).
+  bf16Pairs,
+  /// The same through the data flow of AVX-512 BF16 dot products, each one
+  /// emulated by two f32 multiply-adds (--bf16-dot emulate).
+  bf16DotEmulated,
+};
 
-/// The example's layer compiled with bf16 expert weights packed in pairs of
-/// inputs and bf16 activations (--weight-dtype bf16 --activation-dtype bf16
-/// --k-pack 2), like exampleLayer.
-std::string exampleBF16PairsLayer(const std::string &family);
+/// The example's layer compiled by moec as `variant` (compiled now if the
+/// fixture has not). Fails the test if moec fails.
+std::string exampleLayer(const std::string &family,
+                         Variant variant = Variant::f32);
 
 /// The Mixtral-shaped layer of the scale test (hidden 1024, intermediate
 /// 2816, 8 experts, top-2, f32 weights), compiled like exampleLayer.
@@ -80,10 +87,10 @@ private:
 };
 
 /// The example layer of `family` with the example's weights loaded.
-/// With `bf16Pairs`, the exampleBF16PairsLayer variant.
 struct ExampleLayer : Layer {
-  explicit ExampleLayer(const std::string &family, bool bf16Pairs = false)
-      : Layer(bf16Pairs ? exampleBF16PairsLayer(family) : exampleLayer(family),
+  explicit ExampleLayer(const std::string &family,
+                        Variant variant = Variant::f32)
+      : Layer(exampleLayer(family, variant),
               examplePath(family, "model.safetensors"),
               examplePrefix(family)) {}
 };
