@@ -72,19 +72,29 @@ CudaLayerTimer::~CudaLayerTimer() = default;
 
 std::vector<double>
 CudaLayerTimer::time(int64_t tokens, int warmup, int repeats,
-                     const std::function<void(int, int)> &progress) {
+                     const std::function<void(int, int)> &progress,
+                     bool graph) {
   Impl &m = *impl_;
   Event start(m.device), stop(m.device);
-  std::vector<double> samples;
-  int total = warmup + repeats;
-  for (int i = 0; i < total; ++i) {
-    progress(i, total);
-    start.record(*m.stream);
+  auto forward = [&] {
     moert_status s = moert_layer_forward_cuda(
         m.layer, m.x.get(), tokens, m.y.get(),
         reinterpret_cast<void *>(m.stream->get()));
     if (s != MOERT_OK)
       throw Error(fmt::format("moert_layer_forward_cuda: {}", moert_last_error()));
+  };
+  GraphExec captured;
+  if (graph)
+    captured = m.stream->capture(forward);
+  std::vector<double> samples;
+  int total = warmup + repeats;
+  for (int i = 0; i < total; ++i) {
+    progress(i, total);
+    start.record(*m.stream);
+    if (graph)
+      captured.launch(*m.stream);
+    else
+      forward();
     stop.record(*m.stream);
     stop.synchronize(); // kernel faults surface here
     if (i >= warmup)

@@ -39,8 +39,11 @@ public:
                  int64_t hidden);
   ~CudaLayerTimer();
   /// Per run: ms between events recorded around one forward of T tokens.
+  /// With `graph`, the forward is captured once into a CUDA graph (as a
+  /// serving loop would) and each run launches the graph.
   std::vector<double> time(int64_t tokens, int warmup, int repeats,
-                           const std::function<void(int, int)> &progress);
+                           const std::function<void(int, int)> &progress,
+                           bool graph = false);
 
 private:
   struct Impl;

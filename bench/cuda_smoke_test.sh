@@ -4,8 +4,8 @@
 # Compiles the tiny Mixtral example for cuda and runs moe-bench against the fake driver of the
 # runtime's tests (MOERT_LIBCUDA; its kernels do nothing and its events always read 1.5 ms), so
 # only the plumbing is checked: the device path is taken, the copy probe and the layer timed
-# with events, the JSON has the contract's fields plus the device's, and torch without a GPU is
-# reported unavailable. Exit 77 (skipped) where moec cannot compile for cuda (no CUDA toolkit).
+# with events (directly and replayed from a CUDA graph), the JSON has the contract's fields plus
+# the device's, and torch without a GPU is reported unavailable. Exit 77 (skipped) where moec cannot compile for cuda (no CUDA toolkit).
 set -euo pipefail
 build=${1:?usage: cuda_smoke_test.sh BUILD_DIR FAKE_LIBCUDA}
 fake=${2:?usage: cuda_smoke_test.sh BUILD_DIR FAKE_LIBCUDA}
@@ -52,10 +52,13 @@ for r in moec:
     if r.get("samples_ms") != [1.5, 1.5] or r.get("dtype") != "bf16":
         errors.append(f"results[moec, {r.get('tokens')}]: samples {r.get('samples_ms')}, "
                       f"dtype {r.get('dtype')!r}")
+    if r.get("cuda_graph_samples_ms") != [1.5, 1.5] or r.get("cuda_graph_ms") != 1.5:
+        errors.append(f"results[moec, {r.get('tokens')}]: graph samples "
+                      f"{r.get('cuda_graph_samples_ms')}, median {r.get('cuda_graph_ms')}")
 unavailable = run.get("baselines_unavailable", {})
 if "torch" not in unavailable or "blas" not in unavailable:
     errors.append(f"baselines_unavailable: {unavailable}")
-for needle in ("Fake H200", "%MMA", "tokens 7:"):
+for needle in ("Fake H200", "%MMA", "tokens 7:", "moec (graph)"):
     if needle not in text:
         errors.append(f"stdout: no '{needle}'")
 for e in errors:

@@ -482,6 +482,13 @@ void measureMoec(Run &r, LayerHandle &h) {
     if (cuda) {
       gProgress.phase(fmt::format("moec      T={:<5}", T));
       m.samplesMs = cuda->time(T, o.warmup, o.repeats, [](int i, int n) { gProgress.step(i, n); });
+      // The same forward replayed from a CUDA graph (the launches captured
+      // once, as a serving loop does): what small batches gain.
+      gProgress.phase(fmt::format("moec+graph T={:<5}", T));
+      std::vector<double> graph =
+          cuda->time(T, o.warmup, o.repeats, [](int i, int n) { gProgress.step(i, n); }, true);
+      m.extra["cuda_graph_ms"] = median(graph);
+      m.extra["cuda_graph_samples_ms"] = graph;
       // One host call more, for the output and the statistics.
       st = moert_layer_forward(h.p, r.x.data(), T, y.data());
     } else {
@@ -690,6 +697,14 @@ void printReport(const Run &r) {
       fmt::print("  {:<16} {:<7} {:>10.3f} {:>9.1f} {:>9.1f} {:>5.1f}% {:>5.1f}% {:>9} {:>9}\n", impl,
                  m->weightDtype, m->ms, gf, gb, 100 * fraction(gf, computeLimitGflops(r)),
                  100 * fraction(gb, bandwidthLimitGbps(r)), ratio, diff);
+      if (m == moec && m->extra.contains("cuda_graph_ms")) {
+        double graphMs = m->extra.at("cuda_graph_ms").get<double>();
+        double ggf = m->flops / (graphMs * 1e-3) * 1e-9, ggb = m->bytes / (graphMs * 1e-3) * 1e-9;
+        fmt::print("  {:<16} {:<7} {:>10.3f} {:>9.1f} {:>9.1f} {:>5.1f}% {:>5.1f}% {:>9} {:>9}\n",
+                   "moec (graph)", m->weightDtype, graphMs, ggf, ggb,
+                   100 * fraction(ggf, computeLimitGflops(r)), 100 * fraction(ggb, bandwidthLimitGbps(r)),
+                   fmt::format("{:.2f}x", graphMs / m->ms), "-");
+      }
     }
   }
   fmt::print("\nGB/s: expert weights read per second (distinct experts hit x their bytes at the impl's\n"

@@ -103,6 +103,17 @@ std::shared_ptr<const Driver> Driver::load() {
   resolve(api.cuEventDestroy, "cuEventDestroy_v2");
   resolve(api.cuGetErrorName, "cuGetErrorName");
   resolve(api.cuGetErrorString, "cuGetErrorString");
+  auto resolveOptional = [&](auto &entry, const char *symbol) {
+    entry = reinterpret_cast<std::remove_reference_t<decltype(entry)>>(
+        dlsym(driver->library_, symbol));
+  };
+  resolveOptional(api.cuStreamBeginCapture, "cuStreamBeginCapture_v2");
+  resolveOptional(api.cuStreamEndCapture, "cuStreamEndCapture");
+  resolveOptional(api.cuGraphInstantiateWithFlags,
+                  "cuGraphInstantiateWithFlags");
+  resolveOptional(api.cuGraphLaunch, "cuGraphLaunch");
+  resolveOptional(api.cuGraphExecDestroy, "cuGraphExecDestroy");
+  resolveOptional(api.cuGraphDestroy, "cuGraphDestroy");
 
   // cuInit is cheap after the first call in a process, so every load
   // repeats it rather than caching a driver (or a failure).
@@ -117,6 +128,12 @@ std::shared_ptr<const Driver> Driver::load() {
   driver->check(api.cuDriverGetVersion(&driver->version_), "cuDriverGetVersion",
                 "CUDA driver");
   return driver;
+}
+
+bool Driver::hasGraphs() const {
+  return api_.cuStreamBeginCapture && api_.cuStreamEndCapture &&
+         api_.cuGraphInstantiateWithFlags && api_.cuGraphLaunch &&
+         api_.cuGraphExecDestroy && api_.cuGraphDestroy;
 }
 
 Driver::~Driver() {
@@ -357,6 +374,61 @@ void Stream::synchronize() const {
   // Faults of kernels launched earlier surface here.
   device_->check(device_->api().cuStreamSynchronize(stream_),
                  "cuStreamSynchronize");
+}
+
+GraphExec Stream::capture(const std::function<void()> &enqueue) const {
+  const DriverApi &api = device_->api();
+  if (!device_->driver().hasGraphs())
+    fail(MOERT_ERROR_INTERNAL, "CUDA driver {} has no CUDA graphs",
+         device_->driver().path());
+  device_->makeCurrent();
+  device_->check(
+      api.cuStreamBeginCapture(stream_, kStreamCaptureModeThreadLocal),
+      "cuStreamBeginCapture");
+  CUgraph graph = nullptr;
+  try {
+    enqueue();
+  } catch (...) {
+    // The stream must leave capture mode whatever went wrong.
+    if (api.cuStreamEndCapture(stream_, &graph) == kSuccess && graph)
+      api.cuGraphDestroy(graph);
+    throw;
+  }
+  device_->check(api.cuStreamEndCapture(stream_, &graph), "cuStreamEndCapture");
+  CUgraphExec exec = nullptr;
+  CUresult instantiated = api.cuGraphInstantiateWithFlags(&exec, graph, 0);
+  api.cuGraphDestroy(graph);
+  device_->check(instantiated, "cuGraphInstantiateWithFlags");
+  return GraphExec(device_, exec);
+}
+
+// --- GraphExec -----------------------------------------------------------
+
+GraphExec::~GraphExec() { release(); }
+
+GraphExec::GraphExec(GraphExec &&other) noexcept
+    : device_(std::move(other.device_)),
+      exec_(std::exchange(other.exec_, nullptr)) {}
+
+GraphExec &GraphExec::operator=(GraphExec &&other) noexcept {
+  if (this != &other) {
+    release();
+    device_ = std::move(other.device_);
+    exec_ = std::exchange(other.exec_, nullptr);
+  }
+  return *this;
+}
+
+void GraphExec::release() noexcept {
+  if (exec_)
+    releaseOn(*device_, [&] { device_->api().cuGraphExecDestroy(exec_); });
+  exec_ = nullptr;
+}
+
+void GraphExec::launch(const Stream &stream) const {
+  device_->makeCurrent();
+  device_->check(device_->api().cuGraphLaunch(exec_, stream.get()),
+                 "cuGraphLaunch");
 }
 
 // --- Event ---------------------------------------------------------------

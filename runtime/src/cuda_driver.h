@@ -20,6 +20,7 @@
 #include "moert/moert.h"
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -31,6 +32,8 @@ struct CUmod_st;
 struct CUfunc_st;
 struct CUstream_st;
 struct CUevent_st;
+struct CUgraph_st;
+struct CUgraphExec_st;
 
 namespace moert::cuda {
 
@@ -44,6 +47,8 @@ using CUmodule = ::CUmod_st *;
 using CUfunction = ::CUfunc_st *;
 using CUstream = ::CUstream_st *;
 using CUevent = ::CUevent_st *;
+using CUgraph = ::CUgraph_st *;
+using CUgraphExec = ::CUgraphExec_st *;
 
 constexpr CUresult kSuccess = 0;           // CUDA_SUCCESS
 constexpr CUresult kErrorOutOfMemory = 2;  // CUDA_ERROR_OUT_OF_MEMORY
@@ -51,6 +56,9 @@ constexpr CUresult kErrorNoDevice = 100;   // CUDA_ERROR_NO_DEVICE
 constexpr int kAttributeComputeMajor = 75; // ..._COMPUTE_CAPABILITY_MAJOR
 constexpr int kAttributeComputeMinor = 76; // ..._COMPUTE_CAPABILITY_MINOR
 constexpr unsigned kStreamNonBlocking = 1; // CU_STREAM_NON_BLOCKING
+// CU_STREAM_CAPTURE_MODE_THREAD_LOCAL: only this thread's unsafe calls
+// (synchronous ones) are refused while it captures.
+constexpr int kStreamCaptureModeThreadLocal = 1;
 
 // Entry points; the comment is the symbol looked up where it differs.
 using cuInit_t = CUresult (*)(unsigned flags);
@@ -93,10 +101,20 @@ using cuEventSynchronize_t = CUresult (*)(CUevent event);
 using cuEventElapsedTime_t = CUresult (*)(float *ms, CUevent start,
                                           CUevent end); // _v2 where it exists
 using cuEventDestroy_t = CUresult (*)(CUevent event);   // _v2
+using cuStreamBeginCapture_t = CUresult (*)(CUstream stream,
+                                            int mode); // _v2
+using cuStreamEndCapture_t = CUresult (*)(CUstream stream, CUgraph *graph);
+using cuGraphInstantiateWithFlags_t = CUresult (*)(CUgraphExec *exec,
+                                                   CUgraph graph,
+                                                   unsigned long long flags);
+using cuGraphLaunch_t = CUresult (*)(CUgraphExec exec, CUstream stream);
+using cuGraphExecDestroy_t = CUresult (*)(CUgraphExec exec);
+using cuGraphDestroy_t = CUresult (*)(CUgraph graph);
 using cuGetErrorName_t = CUresult (*)(CUresult error, const char **name);
 using cuGetErrorString_t = CUresult (*)(CUresult error, const char **text);
 
-/// Every entry point the runtime uses, all resolved by Driver::load().
+/// Every entry point the runtime uses, all resolved by Driver::load(); the
+/// graph ones are optional (null if the driver lacks them).
 struct DriverApi {
   cuInit_t cuInit;
   cuDriverGetVersion_t cuDriverGetVersion;
@@ -128,6 +146,13 @@ struct DriverApi {
   cuEventDestroy_t cuEventDestroy;
   cuGetErrorName_t cuGetErrorName;
   cuGetErrorString_t cuGetErrorString;
+  // CUDA graphs (CUDA 11.4+).
+  cuStreamBeginCapture_t cuStreamBeginCapture;
+  cuStreamEndCapture_t cuStreamEndCapture;
+  cuGraphInstantiateWithFlags_t cuGraphInstantiateWithFlags;
+  cuGraphLaunch_t cuGraphLaunch;
+  cuGraphExecDestroy_t cuGraphExecDestroy;
+  cuGraphDestroy_t cuGraphDestroy;
 };
 
 struct DeviceInfo {
@@ -153,6 +178,8 @@ public:
   const DriverApi &api() const { return api_; }
   const std::string &path() const { return path_; } // as passed to dlopen
   int version() const { return version_; }          // 1000 * major + 10 * minor
+  /// Whether the driver has the CUDA graph entry points.
+  bool hasGraphs() const;
 
   /// "CUDA_ERROR_NO_DEVICE (no CUDA-capable device is detected)".
   std::string describe(CUresult result) const;
@@ -240,6 +267,8 @@ struct Kernel {
   std::string name;
 };
 
+class GraphExec;
+
 /// A non-blocking stream (no implicit synchronisation with the legacy
 /// default stream), or one the caller owns (borrow()). Copies and launches
 /// are asynchronous: host buffers must stay valid, and results are only
@@ -269,6 +298,13 @@ public:
               const unsigned (&block)[3], unsigned sharedBytes,
               void **params) const;
   void synchronize() const;
+  /// What `enqueue` enqueues on this stream (launches only: copies and
+  /// synchronisation are not captured), as a graph ready to launch; the
+  /// kernels' parameters are copied when captured. The stream must be one
+  /// of its own (not the legacy default stream) and the driver must
+  /// haveGraphs(). If `enqueue` throws, the capture ends and the exception
+  /// propagates.
+  GraphExec capture(const std::function<void()> &enqueue) const;
 
 private:
   Stream(std::shared_ptr<const Device> device, CUstream stream, bool owned)
@@ -278,6 +314,26 @@ private:
   std::shared_ptr<const Device> device_;
   CUstream stream_ = nullptr;
   bool owned_ = true;
+};
+
+/// An instantiated CUDA graph (cuGraphInstantiateWithFlags); move-only.
+class GraphExec {
+public:
+  GraphExec() = default;
+  ~GraphExec();
+  GraphExec(GraphExec &&other) noexcept;
+  GraphExec &operator=(GraphExec &&other) noexcept;
+  explicit operator bool() const { return exec_ != nullptr; }
+  /// Runs the graph once on `stream`.
+  void launch(const Stream &stream) const;
+
+private:
+  friend class Stream;
+  GraphExec(std::shared_ptr<const Device> device, CUgraphExec exec)
+      : device_(std::move(device)), exec_(exec) {}
+  void release() noexcept;
+  std::shared_ptr<const Device> device_;
+  CUgraphExec exec_ = nullptr;
 };
 
 /// A timing event (cuEventCreate with default flags).

@@ -4,8 +4,12 @@
 
 #include "runtime/src/error.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <map>
+#include <string_view>
 
 namespace moert {
 
@@ -94,6 +98,9 @@ void CudaLayer::prepareLocked() {
     if (plan_.steps[s].isLaunch())
       kernels[s] = byName.at(plan_.steps[s].kernel);
 
+  const char *graphs = std::getenv("MOERT_CUDA_GRAPHS");
+  useGraphs_ = device->driver().hasGraphs() &&
+               !(graphs && std::string_view(graphs) == "0");
   device_ = std::move(device);
   stream_ = std::move(stream);
   module_ = std::move(module);
@@ -121,6 +128,7 @@ void CudaLayer::setWeights(const std::vector<AlignedBuffer> &host) {
     throw;
   }
   std::swap(weights_, buffers);
+  graphs_.clear(); // they launch with the old weights' addresses
 }
 
 /// A call's launches, evaluated for its token count: grids and the kernel
@@ -197,6 +205,21 @@ void CudaLayer::launchAll(const Call &call, const cuda::Stream &stream) const {
                     const_cast<void **>(call.params[s].data()));
 }
 
+void CudaLayer::launchHostCall(const Call &call, int64_t tokens) {
+  if (!useGraphs_)
+    return launchAll(call, *stream_);
+  auto graph = std::find_if(graphs_.begin(), graphs_.end(),
+                            [&](const auto &g) { return g.first == tokens; });
+  if (graph == graphs_.end()) {
+    if (graphs_.size() == kMaxGraphs)
+      graphs_.erase(graphs_.begin());
+    graphs_.emplace_back(
+        tokens, stream_->capture([&] { launchAll(call, *stream_); }));
+    graph = std::prev(graphs_.end());
+  }
+  graph->second.launch(*stream_);
+}
+
 void CudaLayer::growArena(uint64_t bytes, const cuda::Stream *inFlight) {
   if (bytes <= arena_.size())
     return;
@@ -204,6 +227,7 @@ void CudaLayer::growArena(uint64_t bytes, const cuda::Stream *inFlight) {
   // before allocating the larger one.
   if (inFlight && arena_.size() > 0)
     inFlight->synchronize();
+  graphs_.clear(); // they launch with the old arena's addresses
   arena_ = cuda::DeviceBuffer();
   arena_ = cuda::DeviceBuffer(device_, size_t(bytes));
 }
@@ -226,7 +250,7 @@ void CudaLayer::forward(const float *x, int64_t tokens, float *y,
   const PlanRef &output = plan_.results[0], &stats = plan_.results[1];
   try {
     stream_->upload(arena_, x, xBytes, size_t(call.layout.inputOffset));
-    launchAll(call, *stream_);
+    launchHostCall(call, tokens);
     stream_->download(y, arena_, xBytes,
                       size_t(call.layout.offsets[output.index]));
     stream_->download(counts, arena_,

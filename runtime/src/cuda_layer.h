@@ -14,6 +14,12 @@
 // plan buffer start on a 256-byte boundary, and buffers never share
 // memory, so `free` steps are no-ops), launches the steps on the layer's
 // stream, downloads the output and the statistics and synchronises once.
+// The launches of such a host call are one CUDA graph per token count,
+// captured at the first call with that count and replayed after (one
+// launch instead of a dozen: what small batches pay in launch overhead).
+// Graphs hold the arena's and the weights' addresses, so growing the arena
+// or new weights drop them; at most kMaxGraphs are kept (the oldest goes).
+// MOERT_CUDA_GRAPHS=0, or a driver without graphs, launches directly.
 // One mutex serialises forward calls (they share the arena and the stream)
 // and weight uploads.
 //
@@ -32,6 +38,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace moert {
@@ -85,6 +92,9 @@ private:
   void bind(Call &call, int64_t tokens, cuda::CUdeviceptr x,
             cuda::CUdeviceptr y) const;
   void launchAll(const Call &call, const cuda::Stream &stream) const;
+  /// The launches of a host call on the layer's stream: its graph for
+  /// `tokens` (captured now if there is none), or launchAll.
+  void launchHostCall(const Call &call, int64_t tokens);
   /// Makes the arena at least `bytes` long, after `inFlight` (a stream that
   /// may still use the old arena) has finished.
   void growArena(uint64_t bytes, const cuda::Stream *inFlight);
@@ -101,6 +111,11 @@ private:
   std::vector<cuda::Kernel> kernels_;       // by step (empty for frees)
   std::vector<cuda::DeviceBuffer> weights_; // by argument
   cuda::DeviceBuffer arena_;
+  // Host calls' graphs by token count, oldest first (after module_ and
+  // arena_: destroyed before them).
+  static constexpr size_t kMaxGraphs = 8;
+  bool useGraphs_ = false;
+  std::vector<std::pair<int64_t, cuda::GraphExec>> graphs_;
   // The caller's stream of the latest enqueueForward, until a synchronised
   // call follows: the arena may be in use there.
   std::optional<cuda::Stream> lastCallerStream_;

@@ -674,6 +674,69 @@ TEST_CASE("cuda exec: weights, launches and results on a fake H200",
   CHECK(counter("fake_live") == 0); // every buffer, stream, module, context
 }
 
+TEST_CASE("cuda exec: host calls replay one CUDA graph per token count",
+          "[cuda-exec]") {
+  TempDir dir;
+  FakeDriver fake("h200");
+  ScopedEnv log("FAKE_CUDA_LAUNCH_LOG", dir.path("launches.log"));
+  writeSafetensors(dir.path("w.safetensors"), checkpoint("F32"));
+  // The launches of each call, with graphs and without (MOERT_CUDA_GRAPHS=0).
+  auto run = [&](const char *graphs, const std::vector<int64_t> &tokens) {
+    ScopedEnv env("MOERT_CUDA_GRAPHS", graphs);
+    Layer layer;
+    open(layer, MOERT_FAKE_CUDA_LAYER);
+    loadWeights(layer, dir.path("w.safetensors"), kPrefix);
+    std::vector<std::vector<Launch>> launches;
+    for (int64_t t : tokens) {
+      INFO("T = " << t);
+      std::remove(dir.path("launches.log").c_str());
+      forward(layer, input(size_t(t * kHidden), uint32_t(t)), t);
+      launches.push_back(readLaunches(dir.path("launches.log")));
+      checkLaunches(launches.back(), fakeLaunches(t));
+    }
+    return launches;
+  };
+  // Pointers differ between layers; `withParams` compares them too.
+  auto sameLaunches = [](const std::vector<Launch> &a,
+                         const std::vector<Launch> &b, bool withParams) {
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      CHECK(a[i].kernel == b[i].kernel);
+      CHECK(a[i].grid == b[i].grid);
+      CHECK(a[i].block == b[i].block);
+      CHECK(a[i].params.size() == b[i].params.size());
+      if (withParams)
+        CHECK(a[i].params == b[i].params);
+    }
+  };
+
+  // T = 7 is captured once and replayed; 300 grows the arena, which drops
+  // the graphs (their parameters point into the old one), so 7 is captured
+  // again after it; 1 is new.
+  std::vector<int64_t> tokens = {7, 7, 300, 7, 1, 1};
+  int capturesBefore = std::max(fakeDriverCounter("fake_captures"), 0);
+  int launchesBefore = std::max(fakeDriverCounter("fake_graph_launches"), 0);
+  std::vector<std::vector<Launch>> graphs = run("1", tokens);
+  CHECK(counter("fake_captures") - capturesBefore == 4);
+  CHECK(counter("fake_graph_launches") - launchesBefore == 6);
+  CHECK(counter("fake_live") == 0); // graphs and instances released
+
+  // Without graphs: the same launches (checkLaunches checked each call's
+  // descriptors against the plan in both runs), directly.
+  std::vector<std::vector<Launch>> direct = run("0", tokens);
+  CHECK(counter("fake_captures") - capturesBefore == 4);
+  CHECK(counter("fake_graph_launches") - launchesBefore == 6);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    INFO("call " << i << ", T = " << tokens[i]);
+    sameLaunches(graphs[i], direct[i], false);
+  }
+  // A replay is the capture's launches: the second T = 7 call repeats the
+  // first one's parameters (same arena, same weights), as does the second
+  // T = 1 call.
+  sameLaunches(graphs[0], graphs[1], true);
+  sameLaunches(graphs[4], graphs[5], true);
+}
+
 TEST_CASE("cuda exec: errors in a call name the step and launch nothing",
           "[cuda-exec]") {
   TempDir dir;

@@ -35,6 +35,13 @@
  * fake_last_launch_stream() is the stream of the latest launch (0 for the
  * legacy default stream, -1 before any).
  * Events record nothing; the elapsed time between two is 1.5 ms.
+ * CUDA graphs: while a stream captures (cuStreamBeginCapture_v2), launches
+ * on it are recorded with copies of their parameters, not run or logged;
+ * copies, memsets and synchronisations of that stream fail with
+ * CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, as the driver's do. Launching an
+ * instantiated graph runs (and logs) its launches in order on the stream
+ * of the graph launch. fake_captures() and fake_graph_launches() count
+ * those calls; graphs and their instances count in fake_live().
  *
  *===----------------------------------------------------------------------===*/
 
@@ -60,7 +67,9 @@ enum {
   INVALID_DEVICE = 101,
   INVALID_IMAGE = 200,
   INVALID_CONTEXT = 201,
-  NOT_FOUND = 500
+  NOT_FOUND = 500,
+  ILLEGAL_STATE = 401,
+  CAPTURE_UNSUPPORTED = 900
 };
 
 static struct {
@@ -77,12 +86,19 @@ static struct {
      "device kernel image is invalid"},
     {INVALID_CONTEXT, "CUDA_ERROR_INVALID_CONTEXT", "invalid device context"},
     {NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+    {ILLEGAL_STATE, "CUDA_ERROR_ILLEGAL_STATE",
+     "the operation cannot be performed in the present state"},
+    {CAPTURE_UNSUPPORTED, "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED",
+     "operation not permitted when stream is capturing"},
 };
 
 static struct CUctx_st { int unused; } primary;
 static int initialised, contextRefs, buffers, streams, modules;
 static int moduleLoads, kernelLookups, events;
 static int hostCopies, synchronizations;
+static int graphs, captures, graphLaunches;
+/* The stream capturing now (one at a time), NULL when none. */
+static CUstream capturing;
 static int64_t lastLaunchStream = -1;
 static _Thread_local CUcontext current;
 
@@ -203,6 +219,11 @@ CUresult cuCtxSetCurrent(CUcontext context) {
   if (!current)                                                                \
   return INVALID_CONTEXT
 
+/* Work a capturing stream cannot take. */
+#define NOT_WHILE_CAPTURING(stream)                                            \
+  if (capturing && (stream) == capturing)                                      \
+  return CAPTURE_UNSUPPORTED
+
 /* --- Memory and streams --------------------------------------------------- */
 
 /* Word w of every new allocation: a hash of w in [1, 65536]. */
@@ -243,6 +264,7 @@ CUresult cuMemFree_v2(CUdeviceptr ptr) {
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t bytes,
                               CUstream stream) {
   NEED_CONTEXT;
+  NOT_WHILE_CAPTURING(stream);
   (void)stream;
   memcpy((void *)(size_t)dst, src, bytes);
   ++hostCopies;
@@ -252,6 +274,7 @@ CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t bytes,
 CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t bytes,
                               CUstream stream) {
   NEED_CONTEXT;
+  NOT_WHILE_CAPTURING(stream);
   (void)stream;
   memcpy(dst, (const void *)(size_t)src, bytes);
   ++hostCopies;
@@ -261,6 +284,7 @@ CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t bytes,
 CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes,
                               CUstream stream) {
   NEED_CONTEXT;
+  NOT_WHILE_CAPTURING(stream);
   (void)stream;
   memmove((void *)(size_t)dst, (const void *)(size_t)src, bytes);
   return SUCCESS;
@@ -269,6 +293,7 @@ CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes,
 CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char value, size_t count,
                          CUstream stream) {
   NEED_CONTEXT;
+  NOT_WHILE_CAPTURING(stream);
   (void)stream;
   memset((void *)(size_t)dst, value, count);
   return SUCCESS;
@@ -284,6 +309,7 @@ CUresult cuStreamCreate(CUstream *stream, unsigned flags) {
 
 CUresult cuStreamSynchronize(CUstream stream) {
   NEED_CONTEXT;
+  NOT_WHILE_CAPTURING(stream);
   (void)stream; /* NULL: the legacy default stream */
   ++synchronizations;
   return SUCCESS;
@@ -440,34 +466,154 @@ static void logLaunch(const char *log, const char *name, const unsigned *dims,
   fclose(out);
 }
 
+/* What a launch does: remember its stream, log it, run fill_bytes. */
+static void runLaunch(CUfunction f, const unsigned *dims, CUstream stream,
+                      void **params) {
+  const char *log = getenv("FAKE_CUDA_LAUNCH_LOG");
+  lastLaunchStream = (int64_t)(size_t)stream;
+  if (log && *log)
+    logLaunch(log, (const char *)f, dims, params);
+  if (strncmp((const char *)f, "fill_bytes", 10) == 0) {
+    CUdeviceptr ptr = *(CUdeviceptr *)params[0];
+    int value = *(int *)params[1];
+    memset((void *)(size_t)ptr, value, (size_t)dims[0] * dims[3]);
+  }
+}
+
+/* A captured launch: its kernel, grid and block, and its parameters'
+ * values (8 bytes each, as libmoert passes them). */
+struct Launch {
+  CUfunction f;
+  unsigned dims[6];
+  size_t count;
+  int64_t *values;
+};
+struct CUgraph_st {
+  struct Launch *launches;
+  size_t count;
+};
+typedef struct CUgraph_st *CUgraph;
+typedef struct CUgraph_st *CUgraphExec;
+static struct CUgraph_st captured;
+
+static void freeLaunches(struct CUgraph_st *graph) {
+  for (size_t i = 0; i < graph->count; ++i)
+    free(graph->launches[i].values);
+  free(graph->launches);
+  graph->launches = NULL;
+  graph->count = 0;
+}
+
+static void record(CUfunction f, const unsigned *dims, void **params) {
+  struct Launch launch = {f, {0}, 0, NULL};
+  memcpy(launch.dims, dims, sizeof launch.dims);
+  while (params && launch.count < 4096 && params[launch.count])
+    ++launch.count;
+  launch.values = malloc((launch.count + 1) * sizeof(int64_t));
+  for (size_t i = 0; i < launch.count; ++i)
+    memcpy(&launch.values[i], params[i], 8);
+  captured.launches = realloc(captured.launches,
+                              (captured.count + 1) * sizeof(struct Launch));
+  captured.launches[captured.count++] = launch;
+}
+
 CUresult cuLaunchKernel(CUfunction f, unsigned gridX, unsigned gridY,
                         unsigned gridZ, unsigned blockX, unsigned blockY,
                         unsigned blockZ, unsigned sharedBytes, CUstream stream,
                         void **params, void **extra) {
-  const char *log = getenv("FAKE_CUDA_LAUNCH_LOG");
   NEED_CONTEXT;
   (void)sharedBytes;
   if (!f || extra || !gridX || !gridY || !gridZ || !blockX ||
       !blockY || !blockZ)
     return INVALID_VALUE;
-  lastLaunchStream = (int64_t)(size_t)stream;
-  if (log && *log) {
-    const unsigned dims[6] = {gridX, gridY, gridZ, blockX, blockY, blockZ};
-    logLaunch(log, (const char *)f, dims, params);
-  }
-  if (strncmp((const char *)f, "fill_bytes", 10) == 0) {
-    CUdeviceptr ptr = *(CUdeviceptr *)params[0];
-    int value = *(int *)params[1];
-    memset((void *)(size_t)ptr, value, (size_t)gridX * blockX);
-  }
+  const unsigned dims[6] = {gridX, gridY, gridZ, blockX, blockY, blockZ};
+  if (capturing && stream == capturing)
+    record(f, dims, params);
+  else
+    runLaunch(f, dims, stream, params);
   return SUCCESS;
 }
+
+CUresult cuStreamBeginCapture_v2(CUstream stream, int mode) {
+  NEED_CONTEXT;
+  (void)mode;
+  if (!stream || capturing) /* not the legacy stream; one at a time here */
+    return ILLEGAL_STATE;
+  capturing = stream;
+  ++captures;
+  return SUCCESS;
+}
+
+CUresult cuStreamEndCapture(CUstream stream, CUgraph *graph) {
+  NEED_CONTEXT;
+  if (!capturing || stream != capturing)
+    return ILLEGAL_STATE;
+  capturing = NULL;
+  *graph = malloc(sizeof **graph);
+  **graph = captured;
+  captured.launches = NULL;
+  captured.count = 0;
+  ++graphs;
+  return SUCCESS;
+}
+
+CUresult cuGraphInstantiateWithFlags(CUgraphExec *exec, CUgraph graph,
+                                     unsigned long long flags) {
+  NEED_CONTEXT;
+  (void)flags;
+  if (!graph)
+    return INVALID_VALUE;
+  *exec = malloc(sizeof **exec);
+  (*exec)->count = graph->count;
+  (*exec)->launches = malloc((graph->count + 1) * sizeof(struct Launch));
+  for (size_t i = 0; i < graph->count; ++i) {
+    struct Launch launch = graph->launches[i];
+    launch.values = malloc((launch.count + 1) * sizeof(int64_t));
+    memcpy(launch.values, graph->launches[i].values,
+           launch.count * sizeof(int64_t));
+    (*exec)->launches[i] = launch;
+  }
+  ++graphs;
+  return SUCCESS;
+}
+
+CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream) {
+  NEED_CONTEXT;
+  NOT_WHILE_CAPTURING(stream);
+  if (!exec)
+    return INVALID_VALUE;
+  for (size_t i = 0; i < exec->count; ++i) {
+    struct Launch *launch = &exec->launches[i];
+    void *params[4097];
+    for (size_t p = 0; p < launch->count; ++p)
+      params[p] = &launch->values[p];
+    params[launch->count] = NULL;
+    runLaunch(launch->f, launch->dims, stream, params);
+  }
+  ++graphLaunches;
+  return SUCCESS;
+}
+
+static CUresult destroyGraph(struct CUgraph_st *graph) {
+  NEED_CONTEXT;
+  if (!graph)
+    return INVALID_VALUE;
+  freeLaunches(graph);
+  free(graph);
+  --graphs;
+  return SUCCESS;
+}
+CUresult cuGraphExecDestroy(CUgraphExec exec) { return destroyGraph(exec); }
+CUresult cuGraphDestroy(CUgraph graph) { return destroyGraph(graph); }
 #endif
 
-/* Contexts retained + buffers + streams + modules not yet released. */
+/* Contexts retained + buffers + streams + modules + events + graphs (and
+ * their instances) not yet released. */
 int fake_live(void) {
-  return contextRefs + buffers + streams + modules + events;
+  return contextRefs + buffers + streams + modules + events + graphs;
 }
+int fake_captures(void) { return captures; }
+int fake_graph_launches(void) { return graphLaunches; }
 int fake_host_copies(void) { return hostCopies; }
 int fake_synchronizations(void) { return synchronizations; }
 int64_t fake_last_launch_stream(void) { return lastLaunchStream; }
