@@ -75,11 +75,16 @@ def ConvertMoEToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
     results on the device and `gpu.launch_func` of its kernels. Nothing in
     a forward copies to the host or waits for it.
 
-    - `moe.router`, `moe.topk`: one thread per token running the CPU
-      lowering's per-token code (Emitters.h); the capacity on one thread.
-    - `moe.dispatch`: the counting sort on one device thread, into buffers
-      sized for the most rows any routing needs (`R_max`); `moe.stats` on
-      one thread; `moe.combine`: one thread per token, choice order.
+    - `moe.router`: the logits as a tiled f32 matmul (a block of 256
+      threads per 64 tokens x 64 experts, chunks of 32 inputs staged in
+      shared memory, each logit summed in input order); the softmax and
+      `moe.topk` one thread per token running the CPU lowering's per-token
+      code (Emitters.h); the capacity as the dispatch's phases.
+    - `moe.dispatch`: the counting sort as phases (a histogram per chunk of
+      256 slots, ranks and the padded scan in one block, the scatter per
+      chunk) into buffers sized for the most rows any routing needs
+      (`R_max`); `moe.stats` the same histogram and a sum per expert;
+      `moe.combine`: one thread per output element, choice order.
     - `moe.expert_ffn`, `moe.shared_expert`: two bf16 tensor-core kernels
       (`nvvm.mma.sync` m16n8k16 → f32), per warp 16 rows by 32 columns:
       gate/up with the activation and GLU product in the epilogue (stored

@@ -1,11 +1,11 @@
 //===- Routing.cpp - moe.router/topk/stats to GPU kernels -----------------===//
 //
-// The router's dot products one thread per (token, expert), then the
-// per-token code of the CPU loops (compiler/Conversion/MoEToLoops/
-// Emitters.h) one thread per token: the softmax, the selection. The counts
-// and the capacity (a slot's rank in token order among its expert's) run as
-// the dispatch's phases. All on the device, so a forward never waits for
-// the host.
+// The router's logits as a tiled f32 matmul (shared memory, a block per
+// 64 x 64 tile), then the per-token code of the CPU loops (compiler/
+// Conversion/MoEToLoops/Emitters.h) one thread per token: the softmax, the
+// selection. The counts and the capacity (a slot's rank in token order
+// among its expert's) run as the dispatch's phases. All on the device, so a
+// forward never waits for the host.
 //
 //===----------------------------------------------------------------------===//
 
@@ -13,46 +13,147 @@
 #include "compiler/Conversion/MoEToGPU/PopulatePatterns.h"
 #include "compiler/Conversion/MoEToLoops/Emitters.h"
 
+#include "mlir/Dialect/Math/IR/Math.h"
+
 using namespace mlir;
 using namespace mlir::moe;
 using namespace mlir::moe::gpu_kernels;
 
 namespace {
+/// The router tile: a block of kRouterThreads threads computes the logits of
+/// kRouterTile tokens by kRouterTile experts, each thread kPerThread x
+/// kPerThread of them, over chunks of kRouterChunk inputs.
+constexpr int64_t kRouterTile = 64, kRouterChunk = 32, kRouterThreads = 256;
+constexpr int64_t kThreadsPerRow = 16, kPerThread = kRouterTile / 16;
+static_assert(kThreadsPerRow * kThreadsPerRow == kRouterThreads);
+static_assert(kRouterTile * kRouterChunk % kRouterThreads == 0);
+
+/// router_logits(x, w, logits, scores): logits = x w^T (f32), and sigmoid
+/// scores when `sigmoid`. Each chunk of x's tile rows and w's tile rows is
+/// staged in shared memory (coalesced loads, out-of-range elements zero),
+/// so each operand is read from global memory once per block rather than
+/// once per output. Thread (ty, tx) owns tokens ty + 16 i and experts
+/// tx + 16 j (conflict-free shared reads: the rows are 33 floats apart).
+/// Every logit adds its products in increasing input order, so the result
+/// does not depend on the launch.
+gpu::GPUFuncOp createRouterLogitsKernel(OpBuilder &builder,
+                                        gpu::GPUModuleOp kernels, RouterOp op,
+                                        bool sigmoid) {
+  MemRefType logitsType = bufferType(op.getLogits());
+  int64_t hidden = op.getInput().getType().getDimSize(1);
+  int64_t experts = op.getWeight().getType().getDimSize(0);
+  return createKernel(
+      builder, kernels, "router_logits",
+      {bufferType(op.getInput()), bufferType(op.getWeight()), logitsType,
+       logitsType},
+      kRouterThreads, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
+        auto &b = em.builder();
+        Value x = args[0], w = args[1], logits = args[2], scores = args[3];
+        auto func = cast<gpu::GPUFuncOp>(b.getInsertionBlock()->getParentOp());
+        auto shared = MemRefType::get(
+            {kRouterTile, kRouterChunk + 1}, em.f32(), MemRefLayoutAttrInterface(),
+            gpu::AddressSpaceAttr::get(b.getContext(),
+                                       gpu::AddressSpace::Workgroup));
+        Value xs = func.addWorkgroupAttribution(shared, op.getLoc());
+        Value ws = func.addWorkgroupAttribution(shared, op.getLoc());
+
+        Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+        Value ty = arith::DivUIOp::create(b, tid, em.index(kThreadsPerRow));
+        Value tx = arith::RemUIOp::create(b, tid, em.index(kThreadsPerRow));
+        Value t0 = arith::MulIOp::create(
+            b, gpu::BlockIdOp::create(b, gpu::Dimension::x),
+            em.index(kRouterTile));
+        Value e0 = arith::MulIOp::create(
+            b, gpu::BlockIdOp::create(b, gpu::Dimension::y),
+            em.index(kRouterTile));
+        Value tokens = em.dim(x, 0);
+        auto below = [&](Value v, Value bound) {
+          return arith::CmpIOp::create(b, arith::CmpIPredicate::ult, v, bound);
+        };
+        // src[min(row0 + row, rows - 1)][k] into dst[row][col], zero where
+        // the row or k is out of range.
+        auto stage = [&](Value src, Value dst, Value row0, Value rows,
+                         Value k0) {
+          for (int64_t r = 0; r < kRouterTile * kRouterChunk / kRouterThreads;
+               ++r) {
+            Value id = arith::AddIOp::create(
+                b, tid, em.index(r * kRouterThreads));
+            Value row = arith::DivUIOp::create(b, id, em.index(kRouterChunk));
+            Value col = arith::RemUIOp::create(b, id, em.index(kRouterChunk));
+            Value at = arith::AddIOp::create(b, row0, row);
+            Value k = arith::AddIOp::create(b, k0, col);
+            Value valid = arith::AndIOp::create(b, below(at, rows),
+                                                below(k, em.index(hidden)));
+            Value lastRow = arith::SubIOp::create(b, rows, em.index(1));
+            Value v = em.load(
+                src, {arith::MinUIOp::create(b, at, lastRow),
+                      arith::MinUIOp::create(b, k, em.index(hidden - 1))});
+            em.store(arith::SelectOp::create(b, valid, v, em.f32(0.0)), dst,
+                     {row, col});
+          }
+        };
+
+        SmallVector<Value> init(kPerThread * kPerThread, em.f32(0.0));
+        int64_t chunks = llvm::divideCeilSigned(hidden, kRouterChunk);
+        SmallVector<Value> acc = em.reduce(
+            em.index(0), em.index(chunks), init,
+            [&](Value c, ValueRange sums) -> SmallVector<Value> {
+              Value k0 = arith::MulIOp::create(b, c, em.index(kRouterChunk));
+              stage(x, xs, t0, tokens, k0);
+              stage(w, ws, e0, em.index(experts), k0);
+              blockBarrier(em);
+              SmallVector<Value> next = em.reduce(
+                  em.index(0), em.index(kRouterChunk), sums,
+                  [&](Value kk, ValueRange part) -> SmallVector<Value> {
+                    SmallVector<Value> a, wv, out;
+                    for (int64_t i = 0; i < kPerThread; ++i) {
+                      Value offset = em.index(i * kThreadsPerRow);
+                      a.push_back(em.load(
+                          xs, {arith::AddIOp::create(b, ty, offset), kk}));
+                      wv.push_back(em.load(
+                          ws, {arith::AddIOp::create(b, tx, offset), kk}));
+                    }
+                    // Fused multiply-adds, one rounding per product.
+                    for (int64_t i = 0; i < kPerThread; ++i)
+                      for (int64_t j = 0; j < kPerThread; ++j)
+                        out.push_back(math::FmaOp::create(
+                            b, a[i], wv[j], part[i * kPerThread + j]));
+                    return out;
+                  });
+              // The next chunk overwrites the tiles.
+              blockBarrier(em);
+              return next;
+            });
+        for (int64_t i = 0; i < kPerThread; ++i)
+          for (int64_t j = 0; j < kPerThread; ++j) {
+            Value t = arith::AddIOp::create(
+                b, t0,
+                arith::AddIOp::create(b, ty, em.index(i * kThreadsPerRow)));
+            Value e = arith::AddIOp::create(
+                b, e0,
+                arith::AddIOp::create(b, tx, em.index(j * kThreadsPerRow)));
+            Value dot = acc[i * kPerThread + j];
+            em.ifThen(arith::AndIOp::create(b, below(t, tokens),
+                                            below(e, em.index(experts))),
+                      [&] {
+                        em.store(dot, logits, {t, e});
+                        if (sigmoid)
+                          em.store(em.sigmoid(dot), scores, {t, e});
+                      });
+          }
+      });
+}
+
 struct RouterToGPU : KernelPattern<RouterOp> {
   using KernelPattern::KernelPattern;
 
   LogicalResult matchAndRewrite(RouterOp op,
                                 PatternRewriter &rewriter) const override {
-    int64_t hidden = op.getInput().getType().getDimSize(1);
     int64_t experts = op.getWeight().getType().getDimSize(0);
     bool softmax = op.getScoring() == ScoringFunc::softmax;
     MemRefType logitsType = bufferType(op.getLogits());
-    // router_logits(x, w, logits, scores): one thread per (token, expert),
-    // consecutive threads on consecutive experts of one token, so a warp
-    // reads the token's row once (broadcast) and streams 32 weight rows;
-    // sigmoid scores come out here too.
-    gpu::GPUFuncOp logitsKernel = createKernel(
-        rewriter, kernels, "router_logits",
-        {bufferType(op.getInput()), bufferType(op.getWeight()), logitsType,
-         logitsType},
-        kTokenBlock, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
-          auto &b = em.builder();
-          Value x = args[0], w = args[1], logits = args[2], scores = args[3];
-          Value pairs = arith::MulIOp::create(b, em.dim(x, 0), em.index(experts));
-          forThisThread(em, pairs, [&](Value i) {
-            Value t = arith::DivUIOp::create(b, i, em.index(experts));
-            Value e = arith::RemUIOp::create(b, i, em.index(experts));
-            Value dot = em.sum(
-                em.index(0), em.index(hidden),
-                [&](Value h) {
-                  return em.mul(em.load(x, {t, h}), em.load(w, {e, h}));
-                },
-                /*fast=*/false);
-            em.store(dot, logits, {t, e});
-            if (!softmax)
-              em.store(em.sigmoid(dot), scores, {t, e});
-          });
-        });
+    gpu::GPUFuncOp logitsKernel =
+        createRouterLogitsKernel(rewriter, kernels, op, /*sigmoid=*/!softmax);
     // router_softmax(logits, scores): one thread per token.
     gpu::GPUFuncOp softmaxKernel;
     if (softmax)
@@ -70,9 +171,10 @@ struct RouterToGPU : KernelPattern<RouterOp> {
     Value logits = deviceAlloc(em, logitsType, {tokens});
     Value scores = deviceAlloc(em, logitsType, {tokens});
     launch(em, logitsKernel,
-           tokenBlocks(em, arith::MulIOp::create(em.builder(), tokens,
-                                                 em.index(experts))),
-           {x, em.toBuffer(op.getWeight()), logits, scores});
+           arith::CeilDivUIOp::create(em.builder(), tokens,
+                                      em.index(kRouterTile)),
+           {x, em.toBuffer(op.getWeight()), logits, scores},
+           em.index(llvm::divideCeilSigned(experts, kRouterTile)));
     if (softmax)
       launch(em, softmaxKernel, tokenBlocks(em, tokens), {logits, scores});
     rewriter.replaceOp(op, {em.toTensor(logits, op.getLogits().getType()),

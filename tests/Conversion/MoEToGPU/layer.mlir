@@ -6,10 +6,10 @@
 
 // CHECK-LABEL: func.func @qwen2
 // CHECK:       %[[T:.*]] = memref.dim %{{.*}}, %c0 : memref<?x64xf32>
-// The router's logits one thread per (token, expert), the softmax one per token.
-// CHECK:       %[[PAIRS:.*]] = arith.muli %[[T]], %c8{{[_0-9]*}} : index
-// CHECK:       %[[PAIR_BLOCKS:.*]] = arith.ceildivui %[[PAIRS]], %c128{{[_0-9]*}} : index
-// CHECK:       gpu.launch_func  @moe_kernels::@router_logits blocks in (%[[PAIR_BLOCKS]], %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c128
+// The router's logits a block per 64 tokens x 64 experts, the softmax a
+// thread per token.
+// CHECK:       %[[TILES_T:.*]] = arith.ceildivui %[[T]], %c64{{[_0-9]*}} : index
+// CHECK:       gpu.launch_func  @moe_kernels::@router_logits blocks in (%[[TILES_T]], %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c256
 // CHECK:       gpu.launch_func  @moe_kernels::@router_softmax
 // CHECK:       gpu.launch_func  @moe_kernels::@topk
 // CHECK:       %[[SLOTS:.*]] = arith.muli %{{.*}}, %c2{{[_0-9]*}} : index
@@ -19,7 +19,7 @@
 // The sort in three kernels: a histogram per chunk of 256 slots (a thread
 // each), the ranks, offsets and tile table in one block, the scatter per
 // chunk; the chunk counts are scratch.
-// CHECK:       %[[CHUNKS:.*]] = arith.ceildivui %{{.*}}, %c256 : index
+// CHECK:       %[[CHUNKS:.*]] = arith.ceildivui %{{.*}}, %c256{{[_0-9]*}} : index
 // CHECK:       %[[COUNTS:.*]] = gpu.alloc  (%[[CHUNKS]]) : memref<?x8xi32>
 // CHECK:       gpu.alloc  () : memref<9xi32>
 // CHECK:       gpu.alloc  (%[[RMAX]]) : memref<?xi32>
@@ -43,11 +43,20 @@
 // CHECK-NOT:   moe.
 
 // CHECK:       gpu.module @moe_kernels
-// CHECK:       gpu.func @router_logits({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
-// CHECK:         gpu.block_id  x
+// Both operands' chunks staged in shared memory (rows padded to 33 floats),
+// a barrier before and after the products; each thread sums 4 x 4 logits.
+// CHECK:       gpu.func @router_logits({{.*}}) workgroup(%[[XS:.*]] : memref<64x33xf32, #gpu.address_space<workgroup>>, %[[WS:.*]] : memref<64x33xf32, #gpu.address_space<workgroup>>) kernel attributes {known_block_size = array<i32: 256, 1, 1>}
 // CHECK:         gpu.thread_id  x
-// CHECK:         arith.divui
-// CHECK:         arith.remui
+// CHECK:         gpu.block_id  x
+// CHECK:         gpu.block_id  y
+// CHECK:         scf.for {{.*}} iter_args(
+// CHECK-COUNT-8: memref.store %{{.*}}, %[[XS]]
+// CHECK-COUNT-8: memref.store %{{.*}}, %[[WS]]
+// CHECK:         gpu.barrier
+// CHECK:         scf.for {{.*}} iter_args(
+// CHECK-COUNT-4: memref.load %[[XS]]
+// CHECK-COUNT-16: math.fma
+// CHECK:         gpu.barrier
 // CHECK:       gpu.func @router_softmax(
 // CHECK:         math.exp
 // CHECK:       gpu.func @topk(
@@ -94,7 +103,7 @@ func.func @qwen2(%x: tensor<?x64xf32>, %r: tensor<8x64xf32>, %g: tensor<8x32x64x
 // slots, per expert, per chunk).
 // CHECK-LABEL: func.func @switch
 // CHECK:       gpu.launch_func  @moe_kernels::@topk blocks
-// CHECK:       %[[CHUNKS:.*]] = arith.ceildivui %{{.*}}, %c256 : index
+// CHECK:       %[[CHUNKS:.*]] = arith.ceildivui %{{.*}}, %c256{{[_0-9]*}} : index
 // CHECK:       %[[COUNTS:.*]] = gpu.alloc  (%[[CHUNKS]]) : memref<?x8xi32>
 // CHECK:       gpu.launch_func  @moe_kernels::@capacity_histogram
 // CHECK:       gpu.launch_func  @moe_kernels::@capacity_ranks

@@ -393,8 +393,8 @@ std::vector<Expected> pipelineLaunches(const Shape &s, int64_t t) {
   uint64_t chunkBlocks = uint64_t(ceilDiv(chunks, 128));
   std::vector<Expected> launches = {
       {"router_logits",
-       {uint64_t(ceilDiv(t * E, 128)), 1, 1},
-       {128, 1, 1},
+       {uint64_t(ceilDiv(t, 64)), uint64_t(ceilDiv(E, 64)), 1},
+       {256, 1, 1},
        {{t, H}, {E, H}, {t, E}, {t, E}}},
       {"router_softmax", {tokenBlocks, 1, 1}, {128, 1, 1}, {{t, E}, {t, E}}},
       {"topk", {tokenBlocks, 1, 1}, {128, 1, 1}, {{t, E}, {t, k}, {t, k}}},

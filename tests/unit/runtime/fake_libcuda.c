@@ -488,20 +488,27 @@ struct Launch {
   size_t count;
   int64_t *values;
 };
-struct CUgraph_st {
+/* A captured graph and an instantiated one hold the same: the launches. */
+struct Launches {
   struct Launch *launches;
   size_t count;
 };
+struct CUgraph_st {
+  struct Launches list;
+};
+struct CUgraphExec_st {
+  struct Launches list;
+};
 typedef struct CUgraph_st *CUgraph;
-typedef struct CUgraph_st *CUgraphExec;
-static struct CUgraph_st captured;
+typedef struct CUgraphExec_st *CUgraphExec;
+static struct Launches captured;
 
-static void freeLaunches(struct CUgraph_st *graph) {
-  for (size_t i = 0; i < graph->count; ++i)
-    free(graph->launches[i].values);
-  free(graph->launches);
-  graph->launches = NULL;
-  graph->count = 0;
+static void freeLaunches(struct Launches *list) {
+  for (size_t i = 0; i < list->count; ++i)
+    free(list->launches[i].values);
+  free(list->launches);
+  list->launches = NULL;
+  list->count = 0;
 }
 
 static void record(CUfunction f, const unsigned *dims, void **params) {
@@ -550,7 +557,7 @@ CUresult cuStreamEndCapture(CUstream stream, CUgraph *graph) {
     return ILLEGAL_STATE;
   capturing = NULL;
   *graph = malloc(sizeof **graph);
-  **graph = captured;
+  (*graph)->list = captured;
   captured.launches = NULL;
   captured.count = 0;
   ++graphs;
@@ -563,15 +570,16 @@ CUresult cuGraphInstantiateWithFlags(CUgraphExec *exec, CUgraph graph,
   (void)flags;
   if (!graph)
     return INVALID_VALUE;
+  const struct Launches *from = &graph->list;
   *exec = malloc(sizeof **exec);
-  (*exec)->count = graph->count;
-  (*exec)->launches = malloc((graph->count + 1) * sizeof(struct Launch));
-  for (size_t i = 0; i < graph->count; ++i) {
-    struct Launch launch = graph->launches[i];
+  (*exec)->list.count = from->count;
+  (*exec)->list.launches = malloc((from->count + 1) * sizeof(struct Launch));
+  for (size_t i = 0; i < from->count; ++i) {
+    struct Launch launch = from->launches[i];
     launch.values = malloc((launch.count + 1) * sizeof(int64_t));
-    memcpy(launch.values, graph->launches[i].values,
+    memcpy(launch.values, from->launches[i].values,
            launch.count * sizeof(int64_t));
-    (*exec)->launches[i] = launch;
+    (*exec)->list.launches[i] = launch;
   }
   ++graphs;
   return SUCCESS;
@@ -582,8 +590,8 @@ CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream) {
   NOT_WHILE_CAPTURING(stream);
   if (!exec)
     return INVALID_VALUE;
-  for (size_t i = 0; i < exec->count; ++i) {
-    struct Launch *launch = &exec->launches[i];
+  for (size_t i = 0; i < exec->list.count; ++i) {
+    struct Launch *launch = &exec->list.launches[i];
     void *params[4097];
     for (size_t p = 0; p < launch->count; ++p)
       params[p] = &launch->values[p];
@@ -594,17 +602,25 @@ CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream) {
   return SUCCESS;
 }
 
-static CUresult destroyGraph(struct CUgraph_st *graph) {
+CUresult cuGraphExecDestroy(CUgraphExec exec) {
+  NEED_CONTEXT;
+  if (!exec)
+    return INVALID_VALUE;
+  freeLaunches(&exec->list);
+  free(exec);
+  --graphs;
+  return SUCCESS;
+}
+
+CUresult cuGraphDestroy(CUgraph graph) {
   NEED_CONTEXT;
   if (!graph)
     return INVALID_VALUE;
-  freeLaunches(graph);
+  freeLaunches(&graph->list);
   free(graph);
   --graphs;
   return SUCCESS;
 }
-CUresult cuGraphExecDestroy(CUgraphExec exec) { return destroyGraph(exec); }
-CUresult cuGraphDestroy(CUgraph graph) { return destroyGraph(graph); }
 #endif
 
 /* Contexts retained + buffers + streams + modules + events + graphs (and
