@@ -602,24 +602,21 @@ CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream) {
   return SUCCESS;
 }
 
-CUresult cuGraphExecDestroy(CUgraphExec exec) {
+/* Frees a graph or an instance: `object`, holding `list`. */
+static CUresult destroyGraph(void *object, struct Launches *list) {
   NEED_CONTEXT;
-  if (!exec)
+  if (!object)
     return INVALID_VALUE;
-  freeLaunches(&exec->list);
-  free(exec);
+  freeLaunches(list);
+  free(object);
   --graphs;
   return SUCCESS;
 }
-
+CUresult cuGraphExecDestroy(CUgraphExec exec) {
+  return destroyGraph(exec, exec ? &exec->list : NULL);
+}
 CUresult cuGraphDestroy(CUgraph graph) {
-  NEED_CONTEXT;
-  if (!graph)
-    return INVALID_VALUE;
-  freeLaunches(&graph->list);
-  free(graph);
-  --graphs;
-  return SUCCESS;
+  return destroyGraph(graph, graph ? &graph->list : NULL);
 }
 #endif
 
