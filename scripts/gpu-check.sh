@@ -67,6 +67,13 @@ tail -n 3 "$out/e2e.log"
 grep '^FAIL' "$out/e2e.log" | head -20 || true
 [ "$status" -eq 77 ] && echo "gpu-check: SKIPPED: no usable CUDA device here (see $out/e2e.log)"
 echo "gpu-check: e2e exit $status; $(( $(date +%s) - start )) s; logs in $out"
+# moe-run's host calls replay a CUDA graph per token count: if numbers fail, run them once more
+# with direct launches (MOERT_CUDA_GRAPHS=0) to tell a kernel's fault from the graphs'.
+if [ "$status" -ne 0 ] && [ "$status" -ne 77 ]; then
+  MOERT_CUDA_GRAPHS=0 "$python" "$src/tests/e2e/run_e2e.py" --target cuda \
+    --prebuilt "$bundle/layers" --bin-dir "$bundle/bin" >"$out/e2e-no-graphs.log" 2>&1 || true
+  echo "gpu-check: without CUDA graphs: $(tail -n 1 "$out/e2e-no-graphs.log")"
+fi
 
 # moe-bench --device cuda on the issue's shapes: the layer on device memory against the
 # Hugging Face loop and torch._grouped_mm on the same GPU, the copy bandwidth and the dense
