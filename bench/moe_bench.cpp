@@ -687,23 +687,23 @@ void printReport(const Run &r) {
                  fmtBytes(moec->bytes), l.flops(T) / moec->bytes);
     fmt::print("  {:<16} {:<7} {:>10} {:>9} {:>9} {:>6} {:>6} {:>9} {:>9}\n", "impl", "weights", "ms",
                "GFLOP/s", "GB/s", r.cuda ? "%MMA" : "%FMA", "%BW", "base/moec", "diff");
+    // One row: `ms` for m's work, its ratio and diff columns as given.
+    auto row = [&](const char *name, const Measurement &m, double ms, const std::string &ratio,
+                   const std::string &diff) {
+      double gf = m.flops / (ms * 1e-3) * 1e-9, gb = m.bytes / (ms * 1e-3) * 1e-9;
+      fmt::print("  {:<16} {:<7} {:>10.3f} {:>9.1f} {:>9.1f} {:>5.1f}% {:>5.1f}% {:>9} {:>9}\n", name,
+                 m.weightDtype, ms, gf, gb, 100 * fraction(gf, computeLimitGflops(r)),
+                 100 * fraction(gb, bandwidthLimitGbps(r)), ratio, diff);
+    };
     for (const char *impl : kImpls) {
       const Measurement *m = find(r, T, impl);
       if (!m) continue;
-      double sec = m->ms * 1e-3;
-      double gf = m->flops / sec * 1e-9, gb = m->bytes / sec * 1e-9;
       std::string ratio = (moec && m != moec) ? fmt::format("{:.2f}x", m->ms / moec->ms) : "-";
       std::string diff = m->relDiff ? fmt::format("{:.1e}", *m->relDiff) : "-";
-      fmt::print("  {:<16} {:<7} {:>10.3f} {:>9.1f} {:>9.1f} {:>5.1f}% {:>5.1f}% {:>9} {:>9}\n", impl,
-                 m->weightDtype, m->ms, gf, gb, 100 * fraction(gf, computeLimitGflops(r)),
-                 100 * fraction(gb, bandwidthLimitGbps(r)), ratio, diff);
+      row(impl, *m, m->ms, ratio, diff);
       if (m == moec && m->extra.contains("cuda_graph_ms")) {
         double graphMs = m->extra.at("cuda_graph_ms").get<double>();
-        double ggf = m->flops / (graphMs * 1e-3) * 1e-9, ggb = m->bytes / (graphMs * 1e-3) * 1e-9;
-        fmt::print("  {:<16} {:<7} {:>10.3f} {:>9.1f} {:>9.1f} {:>5.1f}% {:>5.1f}% {:>9} {:>9}\n",
-                   "moec (graph)", m->weightDtype, graphMs, ggf, ggb,
-                   100 * fraction(ggf, computeLimitGflops(r)), 100 * fraction(ggb, bandwidthLimitGbps(r)),
-                   fmt::format("{:.2f}x", graphMs / m->ms), "-");
+        row("moec (graph)", *m, graphMs, fmt::format("{:.2f}x", graphMs / m->ms), "-");
       }
     }
   }

@@ -74,6 +74,7 @@ gpu::GPUFuncOp createRouterLogitsKernel(OpBuilder &builder,
         // the row or k is out of range.
         auto stage = [&](Value src, Value dst, Value row0, Value rows,
                          Value k0) {
+          Value lastRow = arith::SubIOp::create(b, rows, em.index(1));
           for (int64_t r = 0; r < kRouterTile * kRouterChunk / kRouterThreads;
                ++r) {
             Value id = arith::AddIOp::create(
@@ -84,7 +85,6 @@ gpu::GPUFuncOp createRouterLogitsKernel(OpBuilder &builder,
             Value k = arith::AddIOp::create(b, k0, col);
             Value valid = arith::AndIOp::create(b, below(at, rows),
                                                 below(k, em.index(hidden)));
-            Value lastRow = arith::SubIOp::create(b, rows, em.index(1));
             Value v = em.load(
                 src, {arith::MinUIOp::create(b, at, lastRow),
                       arith::MinUIOp::create(b, k, em.index(hidden - 1))});

@@ -171,7 +171,7 @@ OwningOpRef<ModuleOp> loadInput(MLIRContext &context, llvm::SourceMgr &sources) 
   spec->ffnWeights = weightDtype;
   if (target == "cuda" && !weightDtype.getNumOccurrences())
     spec->ffnWeights = LayerSpec::WeightType::bf16;
-  spec->ffnActivations = activationDtype;
+  // --activation-dtype: applyActivationDtype, for configs and .mlir alike.
   auto loc = FileLineColLoc::get(&context, inputPath, 1, 1);
   OwningOpRef<ModuleOp> module = buildLayerModule(&context, *spec, loc);
   if (failed(verify(*module)))
