@@ -85,17 +85,29 @@ def ConvertMoEToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
       chunk) into buffers sized for the most rows any routing needs
       (`R_max`); `moe.stats` the same histogram and a sum per expert;
       `moe.combine`: one thread per output element, choice order.
-    - `moe.expert_ffn`, `moe.shared_expert`: two bf16 tensor-core kernels
-      (`nvvm.mma.sync` m16n8k16 → f32), per warp 16 rows by 32 columns:
-      gate/up with the activation and GLU product in the epilogue (stored
-      as bf16), then down with the routing weight (or the shared expert's
-      sigmoid gate) in the epilogue. f32 weights and activations are
-      rounded to bf16 as they are loaded.
+    - `moe.expert_ffn`, `moe.shared_expert`: bf16 tensor-core kernels
+      with f32 sums: gate/up with the activation and GLU product in the
+      epilogue (stored as bf16), then down with the routing weight (or the
+      shared expert's sigmoid gate) in the epilogue. With `mma=sync`
+      (`nvvm.mma.sync` m16n8k16), one warp per 16 rows by 32 columns reads
+      both operands from global memory, rounding f32 to bf16 as it loads.
+      With `mma=wgmma` (sm_90a), a gather kernel writes the rows' x as bf16
+      in row order, then one warpgroup per 64 rows runs
+      `nvvm.wgmma.mma_async` on tiles that TMA (`cp.async.bulk.tensor`)
+      copies into shared memory, a 4-stage pipeline on mbarriers; the
+      tensor maps come from `nvgpu.tma.create.descriptor` on the host and
+      are the kernels' leading parameters (`moe.tensor_map_params`).
 
     Sizes the FFN kernels cannot run (hidden or width not multiples of 16,
-    tile_rows not a multiple of 16, panel-packed or f16 weights), an
-    undecomposed `moe.layer` and `moe.aux_loss` are errors on the op.
+    tile_rows not a multiple of 16, or of 64 with wgmma, panel-packed or
+    f16 weights, f32 weights with wgmma), an undecomposed `moe.layer` and
+    `moe.aux_loss` are errors on the op.
   }];
+  let options = [
+    Option<"mma", "mma", "std::string", /*default=*/"\"sync\"",
+           "Expert FFN matmuls: sync (mma.sync, sm_80+) or wgmma "
+           "(warpgroup MMA with TMA loads, sm_90a)">,
+  ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::bufferization::BufferizationDialect",
@@ -103,9 +115,26 @@ def ConvertMoEToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
     "::mlir::LLVM::LLVMDialect",
     "::mlir::memref::MemRefDialect",
     "::mlir::NVVM::NVVMDialect",
+    "::mlir::nvgpu::NVGPUDialect",
     "::mlir::scf::SCFDialect",
     "::mlir::vector::VectorDialect",
   ];
+}
+
+def MoEGPUTensorMapParamsPass
+    : Pass<"moe-gpu-tensor-map-params", "::mlir::gpu::GPUModuleOp"> {
+  let summary = "Pass the kernels' tensor maps by value, as grid constants";
+  let description = [{
+    After convert-gpu-to-nvvm: the leading `moe.tensor_map_params` = N
+    pointer parameters of a kernel become 128-byte, 64-byte aligned by-value
+    parameters marked `nvvm.grid_constant` (CUDA's `const __grid_constant__
+    CUtensorMap`): the launch copies each CUtensorMap into the kernel's
+    parameter space, where `cp.async.bulk.tensor` reads it through its
+    address. No device memory holds a map, and a captured graph keeps the
+    maps of its launches.
+  }];
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect",
+                           "::mlir::NVVM::NVVMDialect"];
 }
 
 #endif // MOE_COMPILER_CONVERSION_PASSES_TD

@@ -95,7 +95,9 @@ void mlir::moe::buildMoECPUPipeline(OpPassManager &pm,
 void mlir::moe::buildMoEGPUKernelsPipeline(
     OpPassManager &pm, const MoEGPUPipelineOptions &options) {
   pm.nest<func::FuncOp>().addPass(createMoEDecomposeLayerPass());
-  pm.addPass(createConvertMoEToGPUPass());
+  ConvertMoEToGPUPassOptions lowering;
+  lowering.mma = options.mma;
+  pm.addPass(createConvertMoEToGPUPass(lowering));
   // The host code becomes the launch plan: fold its buffer views.
   pm.nest<func::FuncOp>().addPass(createCanonicalizerPass());
   pm.nest<func::FuncOp>().addPass(createCSEPass());
@@ -111,6 +113,7 @@ void mlir::moe::buildMoEGPUKernelsPipeline(
   kernels.addPass(createConvertVectorToSCFPass());
   kernels.addPass(createSCFToControlFlowPass());
   kernels.addPass(createConvertGpuOpsToNVVMOps());
+  kernels.addPass(createMoEGPUTensorMapParamsPass());
   kernels.addPass(createConvertNVVMToLLVMPass());
   kernels.addPass(createCanonicalizerPass());
   kernels.addPass(createCSEPass());

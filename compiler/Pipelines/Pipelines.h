@@ -82,6 +82,11 @@ struct MoEGPUPipelineOptions
       *this, "toolkit",
       llvm::cl::desc("CUDA toolkit (libdevice for math functions, ptxas)"),
       llvm::cl::init("/usr/local/cuda")};
+  Option<std::string> mma{
+      *this, "mma",
+      llvm::cl::desc("Expert FFN matmuls: sync (mma.sync, sm_80+) or wgmma "
+                     "(warpgroup MMA with TMA loads, sm_90a)"),
+      llvm::cl::init("sync")};
   Option<std::string> format{
       *this, "format",
       llvm::cl::desc("Kernel binary: isa (PTX text), bin (cubin), fatbin "

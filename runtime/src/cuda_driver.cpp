@@ -114,6 +114,8 @@ std::shared_ptr<const Driver> Driver::load() {
   resolveOptional(api.cuGraphLaunch, "cuGraphLaunch");
   resolveOptional(api.cuGraphExecDestroy, "cuGraphExecDestroy");
   resolveOptional(api.cuGraphDestroy, "cuGraphDestroy");
+  resolveOptional(api.cuTensorMapEncodeTiled, "cuTensorMapEncodeTiled");
+  resolveOptional(api.cuFuncSetAttribute, "cuFuncSetAttribute");
 
   // cuInit is cheap after the first call in a process, so every load
   // repeats it rather than caching a driver (or a failure).
@@ -228,6 +230,53 @@ void Device::check(CUresult result, std::string_view call,
   if (result != kSuccess)
     driver_->check(result, call, fmt::format("CUDA device {}", info_.ordinal),
                    status);
+}
+
+unsigned Device::maxSharedPerBlock() const {
+  int bytes = 0;
+  check(api().cuDeviceGetAttribute(&bytes, kAttributeMaxSharedPerBlockOptin,
+                                   device_),
+        "cuDeviceGetAttribute(MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)");
+  return bytes > 0 ? unsigned(bytes) : kDefaultSharedBytes;
+}
+
+void Device::allowShared(const Kernel &kernel, unsigned bytes) const {
+  if (bytes <= kDefaultSharedBytes)
+    return;
+  unsigned most = maxSharedPerBlock();
+  if (bytes > most)
+    fail(MOERT_ERROR_NO_DEVICE,
+         "CUDA device {} ({}): kernel {} needs {} bytes of shared memory per "
+         "block, the device allows {}",
+         info_.ordinal, info_.name, kernel.name, bytes, most);
+  if (!api().cuFuncSetAttribute)
+    fail(MOERT_ERROR_NO_DEVICE,
+         "CUDA driver {} has no cuFuncSetAttribute (kernel {} needs {} bytes "
+         "of shared memory)",
+         driver().path(), kernel.name, bytes);
+  makeCurrent();
+  check(api().cuFuncSetAttribute(kernel.function,
+                                 kFuncAttributeMaxDynamicShared, int(bytes)),
+        fmt::format("cuFuncSetAttribute({}, MAX_DYNAMIC_SHARED_SIZE_BYTES, {})",
+                    kernel.name, bytes));
+}
+
+void Device::encodeTensorMap(TensorMap &map, CUdeviceptr address,
+                             uint32_t rank, const uint64_t *dims,
+                             const uint64_t *strides, const uint32_t *box,
+                             std::string_view what) const {
+  if (!api().cuTensorMapEncodeTiled)
+    fail(MOERT_ERROR_NO_DEVICE,
+         "CUDA driver {} has no cuTensorMapEncodeTiled (CUDA 12 or newer is "
+         "needed for the tensor maps of {})",
+         driver().path(), what);
+  uint32_t elementStrides[kTensorMapMaxRank] = {1, 1, 1, 1, 1};
+  check(api().cuTensorMapEncodeTiled(
+            &map, kTensorMapBFloat16, rank, reinterpret_cast<void *>(address),
+            dims, strides, box, elementStrides, /*interleave=*/0,
+            kTensorMapSwizzle128B, kTensorMapL2Promotion128B,
+            kTensorMapOOBFillZeros),
+        fmt::format("cuTensorMapEncodeTiled({})", what));
 }
 
 void Device::requireArch(std::string_view arch) const {

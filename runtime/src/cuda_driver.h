@@ -20,6 +20,7 @@
 #include "moert/moert.h"
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -59,6 +60,23 @@ constexpr unsigned kStreamNonBlocking = 1; // CU_STREAM_NON_BLOCKING
 // CU_STREAM_CAPTURE_MODE_THREAD_LOCAL: only this thread's unsafe calls
 // (synchronous ones) are refused while it captures.
 constexpr int kStreamCaptureModeThreadLocal = 1;
+/// CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+constexpr int kAttributeMaxSharedPerBlockOptin = 97;
+/// CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+constexpr int kFuncAttributeMaxDynamicShared = 8;
+/// Shared memory a block gets without opting in.
+constexpr unsigned kDefaultSharedBytes = 48 * 1024;
+/// CUtensorMapDataType, ...Swizzle, ...L2promotion, ...FloatOOBfill values.
+constexpr int kTensorMapBFloat16 = 9;
+constexpr int kTensorMapSwizzle128B = 3;
+constexpr int kTensorMapL2Promotion128B = 2;
+constexpr int kTensorMapOOBFillZeros = 0; // ..._FLOAT_OOB_FILL_NONE
+constexpr unsigned kTensorMapMaxRank = 5;
+
+/// A CUtensorMap: what the driver encodes and a kernel takes by value.
+struct alignas(64) TensorMap {
+  uint64_t opaque[16];
+};
 
 // Entry points; the comment is the symbol looked up where it differs.
 using cuInit_t = CUresult (*)(unsigned flags);
@@ -112,6 +130,14 @@ using cuGraphExecDestroy_t = CUresult (*)(CUgraphExec exec);
 using cuGraphDestroy_t = CUresult (*)(CUgraph graph);
 using cuGetErrorName_t = CUresult (*)(CUresult error, const char **name);
 using cuGetErrorString_t = CUresult (*)(CUresult error, const char **text);
+// CUDA 12.0+ (Hopper's tensor memory accelerator).
+using cuTensorMapEncodeTiled_t = CUresult (*)(
+    TensorMap *map, int dataType, uint32_t rank, void *globalAddress,
+    const uint64_t *globalDim, const uint64_t *globalStrides,
+    const uint32_t *boxDim, const uint32_t *elementStrides, int interleave,
+    int swizzle, int l2Promotion, int oobFill);
+using cuFuncSetAttribute_t = CUresult (*)(CUfunction f, int attribute,
+                                          int value);
 
 /// Every entry point the runtime uses, all resolved by Driver::load(); the
 /// graph ones are optional (null if the driver lacks them).
@@ -153,6 +179,10 @@ struct DriverApi {
   cuGraphLaunch_t cuGraphLaunch;
   cuGraphExecDestroy_t cuGraphExecDestroy;
   cuGraphDestroy_t cuGraphDestroy;
+  // Tensor maps and opted-in shared memory (optional: the kernels of
+  // --gpu-mma wgmma need them).
+  cuTensorMapEncodeTiled_t cuTensorMapEncodeTiled;
+  cuFuncSetAttribute_t cuFuncSetAttribute;
 };
 
 struct DeviceInfo {
@@ -208,6 +238,8 @@ private:
 /// retained while this object lives. The helpers below keep their Device
 /// alive and make its context current on the calling thread before each
 /// driver call, so any thread may use them.
+struct Kernel;
+
 class Device {
 public:
   static std::shared_ptr<const Device>
@@ -227,6 +259,18 @@ public:
   /// any 8.x with x >= 6 (cubin compatibility). Bad names are
   /// MOERT_ERROR_INVALID_ARGUMENT.
   void requireArch(std::string_view arch) const;
+  /// The dynamic shared memory a block may opt in to.
+  unsigned maxSharedPerBlock() const;
+  /// Lets `kernel` launch with `bytes` of dynamic shared memory (above the
+  /// default 48 KB); more than the device has is MOERT_ERROR_NO_DEVICE.
+  void allowShared(const Kernel &kernel, unsigned bytes) const;
+  /// `map` = the tensor map of the bf16 tensor at `address` with `rank`
+  /// dimensions `dims` (innermost first), the byte strides of all but the
+  /// innermost, boxes of `box` elements, 128-byte swizzled, zeros outside.
+  /// `what` names it in errors.
+  void encodeTensorMap(TensorMap &map, CUdeviceptr address, uint32_t rank,
+                       const uint64_t *dims, const uint64_t *strides,
+                       const uint32_t *box, std::string_view what) const;
   /// Driver::check with the context "CUDA device N".
   void check(CUresult result, std::string_view call,
              moert_status status = MOERT_ERROR_INTERNAL) const;

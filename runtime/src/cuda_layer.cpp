@@ -94,9 +94,15 @@ void CudaLayer::prepareLocked() {
   for (const std::string &name : plan_.kernels())
     byName.emplace(name, module->kernel(name));
   std::vector<cuda::Kernel> kernels(plan_.steps.size());
+  std::map<std::string, unsigned> shared; // the most each kernel asks for
   for (size_t s = 0; s < plan_.steps.size(); ++s)
-    if (plan_.steps[s].isLaunch())
+    if (plan_.steps[s].isLaunch()) {
       kernels[s] = byName.at(plan_.steps[s].kernel);
+      unsigned &most = shared[plan_.steps[s].kernel];
+      most = std::max(most, plan_.steps[s].sharedBytes);
+    }
+  for (const auto &[name, bytes] : shared)
+    device->allowShared(byName.at(name), bytes);
 
   const char *graphs = std::getenv("MOERT_CUDA_GRAPHS");
   useGraphs_ = device->driver().hasGraphs() &&
@@ -137,6 +143,7 @@ struct CudaLayer::Call {
   PlanLayout layout;
   std::vector<LaunchDims> dims;         // by step
   std::vector<uint64_t> values;         // every step's parameters
+  std::vector<cuda::TensorMap> maps;    // tensor map parameters, in order
   std::vector<std::vector<void *>> params; // by step, NULL-terminated
 };
 
@@ -160,40 +167,75 @@ CudaLayer::Call CudaLayer::evaluate(int64_t tokens) const {
 
 void CudaLayer::bind(Call &call, int64_t tokens, cuda::CUdeviceptr x,
                      cuda::CUdeviceptr y) const {
-  // Every step's kernel parameters (8 bytes each), then one array of
-  // pointers to them per step. Each step's array ends with a NULL entry:
-  // the driver reads only as many as the kernel has, the fake driver of the
-  // tests counts them.
+  // Every step's kernel parameters (8 bytes each, or a 128-byte tensor
+  // map), then one array of pointers to them per step. Each step's array
+  // ends with a NULL entry: the driver reads only as many as the kernel
+  // has, the fake driver of the tests counts them.
   cuda::CUdeviceptr base = arena_.get();
   const PlanLayout &layout = call.layout;
   if (!x)
     x = base + layout.inputOffset;
   size_t outputBuffer = plan_.results[0].index;
-  std::vector<size_t> firstValue(plan_.steps.size() + 1, 0);
+  // Where a reference lives and its sizes.
+  auto locate = [&](const PlanRef &ref)
+      -> std::pair<cuda::CUdeviceptr, std::vector<int64_t>> {
+    if (ref.isBuffer)
+      return {y && ref.index == outputBuffer ? y
+                                             : base + layout.offsets[ref.index],
+              layout.shapes[ref.index]};
+    const ArgumentSpec &arg = metadata_.arguments[ref.index];
+    std::vector<int64_t> sizes = arg.shape;
+    for (int64_t &size : sizes)
+      size = size == -1 ? tokens : size;
+    return {arg.role == Role::Input ? x : weights_[ref.index].get(), sizes};
+  };
+  // A parameter is (the step, a value index or a map index).
+  struct Param {
+    bool map;
+    size_t at;
+  };
+  std::vector<std::vector<Param>> stepParams(plan_.steps.size());
+  size_t mapCount = 0;
+  for (const PlanStep &step : plan_.steps)
+    for (const PlanRef &ref : step.args)
+      mapCount += ref.isTensorMap;
+  call.maps.resize(mapCount);
+  size_t nextMap = 0;
   for (size_t s = 0; s < plan_.steps.size(); ++s) {
-    firstValue[s] = call.values.size();
-    for (const PlanRef &ref : plan_.steps[s].args) {
-      if (ref.isBuffer) {
-        cuda::CUdeviceptr at = y && ref.index == outputBuffer
-                                   ? y
-                                   : base + layout.offsets[ref.index];
-        appendDescriptor(call.values, at, layout.shapes[ref.index]);
+    for (size_t a = 0; a < plan_.steps[s].args.size(); ++a) {
+      const PlanRef &ref = plan_.steps[s].args[a];
+      auto [at, sizes] = locate(ref);
+      if (!ref.isTensorMap) {
+        size_t first = call.values.size();
+        appendDescriptor(call.values, at, sizes);
+        for (size_t v = first; v < call.values.size(); ++v)
+          stepParams[s].push_back({false, v});
         continue;
       }
-      const ArgumentSpec &arg = metadata_.arguments[ref.index];
-      std::vector<int64_t> sizes = arg.shape;
-      for (int64_t &size : sizes)
-        size = size == -1 ? tokens : size;
-      appendDescriptor(call.values,
-                       arg.role == Role::Input ? x : weights_[ref.index].get(),
-                       sizes);
+      // Innermost first, as the driver takes them.
+      uint32_t rank = uint32_t(sizes.size());
+      uint64_t dims[cuda::kTensorMapMaxRank], strides[cuda::kTensorMapMaxRank];
+      uint32_t box[cuda::kTensorMapMaxRank];
+      uint64_t stride = 2; // bf16
+      for (uint32_t d = 0; d < rank; ++d) {
+        dims[d] = uint64_t(sizes[rank - 1 - d]);
+        box[d] = ref.box[rank - 1 - d];
+        stride *= dims[d];
+        if (d + 1 < rank)
+          strides[d] = stride;
+      }
+      device_->encodeTensorMap(
+          call.maps[nextMap], at, rank, dims, strides, box,
+          fmt::format("{} argument {} of {}", plan_.steps[s].field, a,
+                      plan_.steps[s].kernel));
+      stepParams[s].push_back({true, nextMap++});
     }
   }
-  firstValue[plan_.steps.size()] = call.values.size();
   call.params.resize(plan_.steps.size());
   for (size_t s = 0; s < plan_.steps.size(); ++s) {
-    for (size_t v = firstValue[s]; v < firstValue[s + 1]; ++v)
-      call.params[s].push_back(&call.values[v]);
+    for (const Param &p : stepParams[s])
+      call.params[s].push_back(p.map ? static_cast<void *>(&call.maps[p.at])
+                                     : &call.values[p.at]);
     call.params[s].push_back(nullptr);
   }
 }
@@ -201,7 +243,8 @@ void CudaLayer::bind(Call &call, int64_t tokens, cuda::CUdeviceptr x,
 void CudaLayer::launchAll(const Call &call, const cuda::Stream &stream) const {
   for (size_t s = 0; s < plan_.steps.size(); ++s)
     if (plan_.steps[s].isLaunch())
-      stream.launch(kernels_[s], call.dims[s].grid, call.dims[s].block, 0,
+      stream.launch(kernels_[s], call.dims[s].grid, call.dims[s].block,
+                    plan_.steps[s].sharedBytes,
                     const_cast<void **>(call.params[s].data()));
 }
 

@@ -2,6 +2,8 @@
 
 #include "runtime/src/cuda_plan.h"
 
+#include "runtime/src/cuda_driver.h"
+
 #include "runtime/src/error.h"
 #include "runtime/src/metadata.h"
 
@@ -286,6 +288,59 @@ private:
     return r;
   }
 
+  /// {"tensor_map": ref, "box": [...]}: a bf16 tensor whose innermost rows
+  /// TMA can copy (16-byte multiples) in boxes the 128-byte swizzle takes.
+  PlanRef tensorMap(const json &v, const std::string &path) const {
+    if (v.size() != 2 || !v.contains("box"))
+      invalid("'{}' must be {{\"tensor_map\": ref, \"box\": [sizes]}}, "
+              "found {}",
+              path, v.dump());
+    PlanRef r = ref(v["tensor_map"], path + ".tensor_map");
+    r.isTensorMap = true;
+    size_t rank;
+    bool bf16;
+    std::optional<uint64_t> inner;
+    if (r.isBuffer) {
+      const PlanBuffer &b = plan_.buffers[r.index];
+      rank = b.shape.size();
+      bf16 = b.dtype == BufferType::BF16;
+      if (rank > 0)
+        inner = b.shape.back().constant;
+    } else {
+      const ArgumentSpec &a = m_.arguments[r.index];
+      rank = a.shape.size();
+      bf16 = a.dtype == ElementType::BF16;
+      if (rank > 0 && a.shape.back() >= 0)
+        inner = uint64_t(a.shape.back());
+    }
+    if (!bf16)
+      invalid("{} is a tensor map of a tensor that is not bf16", path);
+    if (rank < 1 || rank > cuda::kTensorMapMaxRank)
+      invalid("{} is a tensor map of a tensor with {} dimensions (1 to {})",
+              path, rank, cuda::kTensorMapMaxRank);
+    const json &box = v["box"];
+    if (!box.is_array() || box.size() != rank)
+      invalid("field '{}.box' must be a list of {} sizes (the tensor's rank)",
+              path, rank);
+    for (size_t d = 0; d < rank; ++d) {
+      uint64_t n = index(box[d], fmt::format("{}.box[{}]", path, d));
+      if (n == 0 || n > kMaxBoxDim)
+        invalid("field '{}.box[{}]' is {}, outside 1..{}", path, d, n,
+                kMaxBoxDim);
+      r.box.push_back(uint32_t(n));
+    }
+    uint64_t innerBytes = uint64_t(r.box.back()) * 2;
+    if (innerBytes % 16 != 0 || innerBytes > kSwizzleBytes)
+      invalid("{}: boxes of {} bf16 per row; the 128-byte swizzle takes a "
+              "multiple of 8, at most 64",
+              path, r.box.back());
+    if (rank > 1 && inner && (*inner * 2) % 16 != 0)
+      invalid("{}: rows of {} bf16 are not a whole number of 16 bytes, "
+              "which TMA needs",
+              path, *inner);
+    return r;
+  }
+
   void dims(const json &step, const std::string &path, const char *key,
             std::array<PlanExpr, 3> &out) {
     auto it = step.find(key);
@@ -324,8 +379,20 @@ private:
       invalid("missing field '{}.args'", path);
     if (!args->is_array())
       invalid("field '{}.args' must be a list", path);
-    for (size_t a = 0; a < args->size(); ++a)
-      s.args.push_back(ref((*args)[a], fmt::format("{}.args[{}]", path, a)));
+    for (size_t a = 0; a < args->size(); ++a) {
+      const json &arg = (*args)[a];
+      std::string argPath = fmt::format("{}.args[{}]", path, a);
+      s.args.push_back(arg.is_object() && arg.contains("tensor_map")
+                           ? tensorMap(arg, argPath)
+                           : ref(arg, argPath));
+    }
+    if (auto shared = v.find("shared_bytes"); shared != v.end()) {
+      uint64_t bytes = index(*shared, path + ".shared_bytes");
+      if (bytes > kMaxSharedBytes)
+        invalid("field '{}.shared_bytes' is {}, more than {}", path, bytes,
+                kMaxSharedBytes);
+      s.sharedBytes = uint32_t(bytes);
+    }
 
     // Limits that constant dimensions break already.
     uint64_t grid[3], block[3];

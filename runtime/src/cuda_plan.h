@@ -31,6 +31,13 @@ constexpr uint64_t kMaxGridX = (uint64_t(1) << 31) - 1;
 constexpr uint64_t kMaxGridYZ = 65535;
 constexpr uint64_t kMaxBlockThreads = 1024;
 constexpr uint64_t kMaxBlockZ = 64;
+/// The most dynamic shared memory a step may ask for (any current GPU
+/// allows less; the device's own limit is checked when the layer opens it).
+constexpr uint64_t kMaxSharedBytes = 1 << 20;
+/// Largest box dimension of a tensor map, and bytes of its innermost row
+/// with the 128-byte swizzle.
+constexpr uint64_t kMaxBoxDim = 256;
+constexpr uint64_t kSwizzleBytes = 128;
 /// Every plan buffer (and x) starts on this boundary of the layer's arena.
 constexpr uint64_t kPlanBufferAlignment = 256;
 
@@ -65,10 +72,15 @@ struct PlanExpr {
   std::optional<uint64_t> constant; // its value when it does not use T
 };
 
-/// {"arg": i} (the input or a weight) or {"buffer": n}.
+/// {"arg": i} (the input or a weight) or {"buffer": n}; as a launch
+/// argument also {"tensor_map": <ref>, "box": [...]}: the TMA tensor map of
+/// that bf16 tensor (row-major, 128-byte swizzled boxes of `box` elements,
+/// outermost first; zeros outside), passed by value.
 struct PlanRef {
   bool isBuffer = false;
   size_t index = 0;
+  bool isTensorMap = false;
+  std::vector<uint32_t> box;
 };
 
 struct PlanBuffer {
@@ -82,6 +94,7 @@ struct PlanStep {
   size_t freed = 0;   // free steps: the buffer
   std::array<PlanExpr, 3> grid, block;
   std::vector<PlanRef> args;
+  uint32_t sharedBytes = 0; // dynamic shared memory ("shared_bytes")
   bool isLaunch() const { return !kernel.empty(); }
 };
 

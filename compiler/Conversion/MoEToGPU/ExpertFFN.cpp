@@ -14,15 +14,30 @@
 // output element's K loop runs in one fixed order, so results do not depend
 // on the launch.
 //
+// Two ways to run the matmuls (GPUMma):
+//  - sync: one warp per block, `mma.sync` m16n8k16 with both operands read
+//    from global memory (any sm_80+ GPU).
+//  - warpgroup (sm_90a): a gather kernel first copies the rows' x, rounded
+//    to bf16, into a row-ordered buffer (TMA cannot gather rows); then one
+//    warpgroup per 64 rows x kGateUpCols (kDownCols) columns runs
+//    `wgmma.mma_async` on tiles that TMA copies into shared memory, a
+//    pipeline of kStages tiles of 64 inputs (WarpgroupMma.h). Rows and
+//    columns past the buffers' ends are filled with zeros by TMA, so K and N
+//    need no multiple of 64; a block's 64 rows lie in one plan tile (tile_rows
+//    is a multiple of 64), hence one expert.
+//
 //===----------------------------------------------------------------------===//
 
 #include "compiler/Conversion/MoEToGPU/KernelBuilder.h"
 #include "compiler/Conversion/MoEToGPU/MmaFragments.h"
 #include "compiler/Conversion/MoEToGPU/PopulatePatterns.h"
+#include "compiler/Conversion/MoEToGPU/WarpgroupMma.h"
 #include "compiler/Conversion/MoEToLoops/LoopEmitter.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 using namespace mlir;
@@ -36,6 +51,12 @@ namespace {
 constexpr int64_t kTilesPerWarp = 4;
 constexpr int64_t kRowsPerWarp = 16;
 constexpr int64_t kWarpSize = 32;
+/// Warpgroup kernels: output columns per block (gate/up: per matrix) and
+/// the pipeline's depth. A stage holds 64 rows of x (or h) and the weight
+/// rows, 24 KB either way; 4 stages (96 KB) let two blocks share an SM.
+constexpr int64_t kGateUpCols = 64;
+constexpr int64_t kDownCols = 128;
+constexpr int64_t kStages = 4;
 
 /// The FFN as the kernels see it: sizes, the expert weights, and where rows
 /// come from.
@@ -70,16 +91,21 @@ Value tokenOf(LoopEmitter &em, Value slot, int64_t k) {
   return arith::DivUIOp::create(b, em.toIndex(clamped), em.index(k));
 }
 
-WarpRows emitWarpRows(LoopEmitter &em, const FFNKernelSpec &spec,
-                      Value x, Value slots, Value tileExperts) {
+MemRefType bf16Rows(OpBuilder &b, int64_t width) {
+  return MemRefType::get({ShapedType::kDynamic, width}, b.getBF16Type());
+}
+
+/// The lane's rows when its warp's 16 rows start at `row0` and its
+/// columns at `colBase`.
+WarpRows emitWarpRows(LoopEmitter &em, const FFNKernelSpec &spec, Value x,
+                      Value slots, Value tileExperts, Value row0,
+                      Value colBase) {
   auto &b = em.builder();
   WarpRows w;
-  w.lane = gpu_mma::laneOf(b, gpu::ThreadIdOp::create(b, gpu::Dimension::x));
-  Value row0 = arith::MulIOp::create(
-      b, gpu::BlockIdOp::create(b, gpu::Dimension::x), em.index(kRowsPerWarp));
-  w.colBase = arith::MulIOp::create(
-      b, gpu::BlockIdOp::create(b, gpu::Dimension::y),
-      em.index(8 * kTilesPerWarp));
+  Value thread = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+  w.lane = gpu_mma::laneOf(
+      b, arith::RemUIOp::create(b, thread, em.index(kWarpSize)));
+  w.colBase = colBase;
   w.rowLo = arith::AddIOp::create(b, row0, w.lane.g);
   w.rowHi = arith::AddIOp::create(b, w.rowLo, em.index(8));
   if (spec.routed) {
@@ -90,8 +116,8 @@ WarpRows emitWarpRows(LoopEmitter &em, const FFNKernelSpec &spec,
         em.toIndex(memref::LoadOp::create(b, tileExperts, ValueRange{tile}));
     w.tokLo = tokenOf(em, w.slotLo, spec.k);
     w.tokHi = tokenOf(em, w.slotHi, spec.k);
-  } else {
-    // Rows past the last token (padding to 16) read the last token.
+  } else if (x) {
+    // Rows past the last token (padding) read the last token.
     Value last = arith::SubIOp::create(b, em.dim(x, 0), em.index(1));
     w.tokLo = arith::MinUIOp::create(b, w.rowLo, last);
     w.tokHi = arith::MinUIOp::create(b, w.rowHi, last);
@@ -99,17 +125,22 @@ WarpRows emitWarpRows(LoopEmitter &em, const FFNKernelSpec &spec,
   return w;
 }
 
-/// body() unless the warp's 16 rows are all padding. A segment holds its
-/// real rows first, so that is when the first row's slot is -1: whole
-/// padding blocks (up to tile - 1 rows per expert, and the tail up to R_max)
-/// cost a load, not a matmul. Uniform across the warp.
+/// The first of this block's `rows` rows (grid x).
+Value blockFirstRow(LoopEmitter &em, int64_t rows) {
+  auto &b = em.builder();
+  return arith::MulIOp::create(
+      b, gpu::BlockIdOp::create(b, gpu::Dimension::x), em.index(rows));
+}
+
+/// body() unless the block's rows (from `row0`) are all padding. A
+/// segment holds its real rows first, so that is when the first row's slot
+/// is -1: whole padding blocks (up to tile - 1 rows per expert, and the
+/// tail up to R_max) cost a load, not a matmul. Uniform across the block.
 void ifRowsUsed(LoopEmitter &em, const FFNKernelSpec &spec, Value slots,
-                function_ref<void()> body) {
+                Value row0, function_ref<void()> body) {
   if (!spec.routed)
     return body();
   auto &b = em.builder();
-  Value row0 = arith::MulIOp::create(
-      b, gpu::BlockIdOp::create(b, gpu::Dimension::x), em.index(kRowsPerWarp));
   Value slot = memref::LoadOp::create(b, slots, ValueRange{row0});
   em.ifThen(
       arith::CmpIOp::create(b, arith::CmpIPredicate::sge, slot, em.i32(0)),
@@ -194,13 +225,14 @@ void storePair(LoopEmitter &em, Value v0, Value v1, Value memref, Value row,
                           llvm::Align(element.getIntOrFloatBitWidth() / 4));
 }
 
-/// For each of the warp's column tiles inside [0, n): body(tile, column of
-/// the lane's first pair).
+/// For each of the warp's `tiles` column tiles inside [0, n): body(tile,
+/// column of the lane's first pair).
 void forEachStoredTile(LoopEmitter &em, const WarpRows &w, int64_t n,
+                       int64_t tiles,
                        function_ref<void(int64_t, Value)> body) {
   auto &b = em.builder();
   Value twoT = arith::MulIOp::create(b, w.lane.t, em.index(2));
-  for (int64_t j = 0; j < kTilesPerWarp; ++j) {
+  for (int64_t j = 0; j < tiles; ++j) {
     Value col = arith::AddIOp::create(
         b, arith::AddIOp::create(b, w.colBase, em.index(8 * j)), twoT);
     Value inside = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, col,
@@ -209,7 +241,79 @@ void forEachStoredTile(LoopEmitter &em, const WarpRows &w, int64_t n,
   }
 }
 
-/// The gate_up and down kernels of `spec`, their arguments:
+/// The gate/up epilogue: h[row, col] = act(gate) * up (or act(up)) as bf16,
+/// from the 16 x 8 blocks [matrix][tile] of the lane's warp.
+void storeHidden(LoopEmitter &em, const FFNKernelSpec &spec, const WarpRows &w,
+                 ArrayRef<SmallVector<Accumulator>> blocks, Value h) {
+  bool gated = blocks.size() == 2;
+  int64_t tiles = int64_t(blocks[0].size());
+  forEachStoredTile(em, w, spec.width, tiles, [&](int64_t j, Value col) {
+    auto value = [&](int64_t i) {
+      Value v = em.activation(spec.activation, blocks[0][j][i]);
+      return gated ? em.mul(v, blocks[1][j][i]) : v;
+    };
+    storePair(em, value(0), value(1), h, w.rowLo, col);
+    storePair(em, value(2), value(3), h, w.rowHi, col);
+  });
+}
+
+/// The down epilogue's scale of a row (its slot, its token): the routing
+/// weight of the slot (0 for padding rows), the shared expert's sigmoid
+/// gate sigmoid(x_t . expert_gate[0]) in a fixed order, or 1. `scale` is
+/// the routing weights or the expert gate (or null).
+std::function<Value(Value, Value)> rowScale(LoopEmitter &em,
+                                            const FFNKernelSpec &spec,
+                                            Value x, Value scale) {
+  auto &b = em.builder();
+  if (spec.routed)
+    return [&em, &b, &spec, scale](Value slot, Value token) -> Value {
+      Value clamped = em.toIndex(arith::MaxSIOp::create(b, slot, em.i32(0)));
+      Value choice = arith::RemUIOp::create(b, clamped, em.index(spec.k));
+      Value weight = em.load(scale, {token, choice});
+      Value valid =
+          arith::CmpIOp::create(b, arith::CmpIPredicate::sge, slot, em.i32(0));
+      return arith::SelectOp::create(b, valid, weight, em.f32(0.0));
+    };
+  if (scale)
+    return [&em, &spec, scale, x](Value, Value token) -> Value {
+      Value dot = em.sum(
+          em.index(0), em.index(spec.hidden),
+          [&](Value i) {
+            return em.mul(em.load(x, {token, i}),
+                          em.load(scale, {em.index(0), i}));
+          },
+          /*fast=*/false);
+      return em.sigmoid(dot);
+    };
+  return [&em](Value, Value) -> Value { return em.f32(1.0); };
+}
+
+/// The down epilogue: out[row, col] = scale(row) * block, f32.
+void storeOutput(LoopEmitter &em, const FFNKernelSpec &spec, const WarpRows &w,
+                 ArrayRef<Accumulator> blocks, Value x, Value scale,
+                 Value out) {
+  auto scaleOf = rowScale(em, spec, x, scale);
+  Value scaleLo = scaleOf(w.slotLo, w.tokLo);
+  Value scaleHi = scaleOf(w.slotHi, w.tokHi);
+  forEachStoredTile(em, w, spec.hidden, int64_t(blocks.size()),
+                    [&](int64_t j, Value col) {
+                      const Accumulator &c = blocks[j];
+                      storePair(em, em.mul(c[0], scaleLo),
+                                em.mul(c[1], scaleLo), out, w.rowLo, col);
+                      storePair(em, em.mul(c[2], scaleHi),
+                                em.mul(c[3], scaleHi), out, w.rowHi, col);
+                    });
+}
+
+/// The argument types of the down kernel after its leading ones:
+/// x, [slots, tiles,] ... filled by the callers.
+Type scaleType(const FFNKernelSpec &spec) {
+  if (spec.routed)
+    return spec.routingType;
+  return spec.expertGateType;
+}
+
+/// The mma.sync gate_up and down kernels of `spec`, their arguments:
 ///   gate_up: x, [slots, tiles,] [gate,] up, h
 ///   down:    h, x, [slots, tiles,] down, [routing weights | expert gate,] out
 std::pair<gpu::GPUFuncOp, gpu::GPUFuncOp>
@@ -225,26 +329,29 @@ createFFNKernels(OpBuilder &builder, gpu::GPUModuleOp kernels,
     gateUpArgs.push_back(bufferType(spec.gate));
   gateUpArgs.push_back(bufferType(spec.up));
   gateUpArgs.push_back(spec.hType);
+  auto warpRows = [&](LoopEmitter &em, Value x, ValueRange plan) {
+    auto &b = em.builder();
+    Value row0 = blockFirstRow(em, kRowsPerWarp);
+    Value colBase = arith::MulIOp::create(
+        b, gpu::BlockIdOp::create(b, gpu::Dimension::y),
+        em.index(8 * kTilesPerWarp));
+    return spec.routed
+               ? emitWarpRows(em, spec, x, plan[0], plan[1], row0, colBase)
+               : emitWarpRows(em, spec, x, {}, {}, row0, colBase);
+  };
   gpu::GPUFuncOp gateUp = createKernel(
       builder, kernels,
       spec.routed ? "expert_ffn_gate_up" : "shared_ffn_gate_up",
       gateUpArgs, kWarpSize, loc, [&](LoopEmitter &em, ValueRange args) {
-        ifRowsUsed(em, spec, spec.routed ? args[1] : Value(), [&] {
+        ValueRange plan = args.slice(1, planArgs);
+        Value row0 = blockFirstRow(em, kRowsPerWarp);
+        ifRowsUsed(em, spec, spec.routed ? plan[0] : Value(), row0, [&] {
           Value x = args[0];
-          WarpRows w = spec.routed ? emitWarpRows(em, spec, x, args[1], args[2])
-                                   : emitWarpRows(em, spec, x, {}, {});
+          WarpRows w = warpRows(em, x, plan);
           SmallVector<Value> weights(args.slice(1 + planArgs, matrices));
-          Value h = args.back();
           auto blocks = emitWarpMatmul(em, w, x, w.tokLo, w.tokHi, weights,
                                        spec.width, spec.hidden);
-          forEachStoredTile(em, w, spec.width, [&](int64_t j, Value col) {
-            auto value = [&](int64_t i) {
-              Value v = em.activation(spec.activation, blocks[0][j][i]);
-              return gated ? em.mul(v, blocks[1][j][i]) : v;
-            };
-            storePair(em, value(0), value(1), h, w.rowLo, col);
-            storePair(em, value(2), value(3), h, w.rowHi, col);
-          });
+          storeHidden(em, spec, w, blocks, args.back());
         });
       });
 
@@ -252,65 +359,271 @@ createFFNKernels(OpBuilder &builder, gpu::GPUModuleOp kernels,
   if (spec.routed)
     downArgs.append({spec.slotsType, spec.tilesType});
   downArgs.push_back(bufferType(spec.down));
-  if (spec.routed)
-    downArgs.push_back(spec.routingType);
-  else if (spec.expertGateType)
-    downArgs.push_back(spec.expertGateType);
+  if (Type scale = scaleType(spec))
+    downArgs.push_back(scale);
   downArgs.push_back(outType);
   gpu::GPUFuncOp down = createKernel(
       builder, kernels, spec.routed ? "expert_ffn_down" : "shared_ffn_down",
       downArgs, kWarpSize, loc, [&](LoopEmitter &em, ValueRange args) {
-        ifRowsUsed(em, spec, spec.routed ? args[2] : Value(), [&] {
-          auto &b = em.builder();
+        ValueRange plan = args.slice(2, planArgs);
+        Value row0 = blockFirstRow(em, kRowsPerWarp);
+        ifRowsUsed(em, spec, spec.routed ? plan[0] : Value(), row0, [&] {
           Value h = args[0], x = args[1];
-          WarpRows w = spec.routed ? emitWarpRows(em, spec, x, args[2], args[3])
-                                   : emitWarpRows(em, spec, x, {}, {});
-          Value downWeight = args[2 + planArgs];
-          Value out = args.back();
-          std::function<Value(Value, Value)> scaleOf;
-          if (spec.routed) {
-            // The routing weight of a row's slot; 0 for padding rows.
-            Value routing = args[3 + planArgs];
-            scaleOf = [&, routing](Value slot, Value token) -> Value {
-              Value clamped =
-                  em.toIndex(arith::MaxSIOp::create(b, slot, em.i32(0)));
-              Value choice =
-                  arith::RemUIOp::create(b, clamped, em.index(spec.k));
-              Value weight = em.load(routing, {token, choice});
-              Value valid = arith::CmpIOp::create(b, arith::CmpIPredicate::sge,
-                                                  slot, em.i32(0));
-              return arith::SelectOp::create(b, valid, weight, em.f32(0.0));
-            };
-          } else if (spec.expertGateType) {
-            // g_t = sigmoid(x_t . expert_gate[0]), in a fixed order.
-            Value expertGate = args[3 + planArgs];
-            scaleOf = [&, expertGate, x](Value, Value token) -> Value {
-              Value dot = em.sum(
-                  em.index(0), em.index(spec.hidden),
-                  [&](Value i) {
-                    return em.mul(em.load(x, {token, i}),
-                                  em.load(expertGate, {em.index(0), i}));
-                  },
-                  /*fast=*/false);
-              return em.sigmoid(dot);
-            };
-          } else {
-            scaleOf = [&](Value, Value) -> Value { return em.f32(1.0); };
-          }
-          Value scaleLo = scaleOf(w.slotLo, w.tokLo);
-          Value scaleHi = scaleOf(w.slotHi, w.tokHi);
-          auto blocks = emitWarpMatmul(em, w, h, w.rowLo, w.rowHi, {downWeight},
-                                       spec.hidden, spec.width);
-          forEachStoredTile(em, w, spec.hidden, [&](int64_t j, Value col) {
-            const Accumulator &c = blocks[0][j];
-            storePair(em, em.mul(c[0], scaleLo), em.mul(c[1], scaleLo), out,
-                      w.rowLo, col);
-            storePair(em, em.mul(c[2], scaleHi), em.mul(c[3], scaleHi), out,
-                      w.rowHi, col);
-          });
+          WarpRows w = warpRows(em, x, plan);
+          Value scale = scaleType(spec) ? args[3 + planArgs] : Value();
+          auto blocks = emitWarpMatmul(em, w, h, w.rowLo, w.rowHi,
+                                       {args[2 + planArgs]}, spec.hidden,
+                                       spec.width);
+          storeOutput(em, spec, w, blocks[0], x, scale, args.back());
         });
       });
   return {gateUp, down};
+}
+
+/// Dynamic shared memory of a warpgroup matmul over `matrices` weight
+/// matrices of `n` columns: kStages stages, then their mbarriers.
+int64_t warpgroupSharedBytes(int64_t matrices, int64_t n) {
+  int64_t stage =
+      wgmma::tileBytes(wgmma::kRows) + matrices * wgmma::tileBytes(n);
+  return kStages * stage + 8 * kStages;
+}
+
+/// The block's 64 x n products A B_m^T over K, one accumulator per weight
+/// matrix: A's rows from `row0` in `mapA` ([rows, K]), B_m's rows from
+/// `col0` in `mapsB[m]` ([N, K], or [experts, N, K] with `expert`). One
+/// thread issues the copies of a stage; all wait for its mbarrier, run the
+/// stage's wgmmas, and meet at a barrier before the stage is refilled.
+SmallVector<Value> emitWarpgroupMatmul(LoopEmitter &em,
+                                       gpu::GPUModuleOp kernels, Value mapA,
+                                       ArrayRef<Value> mapsB, Value row0,
+                                       Value col0, Value expert, int64_t n,
+                                       int64_t k) {
+  auto &b = em.builder();
+  Type i32 = b.getI32Type();
+  auto toI32 = [&](Value index) -> Value {
+    return arith::IndexCastUIOp::create(b, i32, index);
+  };
+  int64_t matrices = int64_t(mapsB.size());
+  int64_t tileA = wgmma::tileBytes(wgmma::kRows), tileB = wgmma::tileBytes(n);
+  int64_t stageBytes = tileA + matrices * tileB;
+  int64_t kBlocks = (k + wgmma::kStageK - 1) / wgmma::kStageK;
+
+  Value shared = wgmma::sharedMemory(b, kernels);
+  auto stageAt = [&](Value stage, int64_t offset) {
+    Value bytes = arith::AddIOp::create(
+        b, arith::MulIOp::create(b, stage, em.i32(stageBytes)),
+        em.i32(offset));
+    return wgmma::sharedAt(b, shared, bytes);
+  };
+  auto barrierOf = [&](Value stage) {
+    Value bytes = arith::AddIOp::create(
+        b, arith::MulIOp::create(b, stage, em.i32(8)),
+        em.i32(kStages * stageBytes));
+    return wgmma::sharedAt(b, shared, bytes);
+  };
+  Value first = arith::CmpIOp::create(
+      b, arith::CmpIPredicate::eq,
+      gpu::ThreadIdOp::create(b, gpu::Dimension::x), em.index(0));
+  Value rowCoord = toI32(row0), colCoord = toI32(col0);
+  Value expertCoord = expert ? toI32(expert) : Value();
+
+  // Copies K block `block` (index) into `stage` (i32).
+  auto issue = [&](Value block, Value stage) {
+    Value barrier = barrierOf(stage);
+    wgmma::expectBytes(b, barrier, stageBytes);
+    Value kCoord =
+        toI32(arith::MulIOp::create(b, block, em.index(wgmma::kStageK)));
+    wgmma::loadTile(b, stageAt(stage, 0), mapA, {kCoord, rowCoord}, barrier);
+    for (int64_t m = 0; m < matrices; ++m) {
+      SmallVector<Value> coords = {kCoord, colCoord};
+      if (expertCoord)
+        coords.push_back(expertCoord);
+      wgmma::loadTile(b, stageAt(stage, tileA + m * tileB), mapsB[m], coords,
+                      barrier);
+    }
+  };
+  em.ifThen(first, [&] {
+    for (int64_t s = 0; s < kStages; ++s)
+      wgmma::initBarrier(b, barrierOf(em.i32(s)));
+  });
+  gpu::BarrierOp::create(b);
+  em.ifThen(first, [&] {
+    for (int64_t s = 0; s < std::min(kStages, kBlocks); ++s)
+      issue(em.index(s), em.i32(s));
+  });
+
+  SmallVector<Value> init(matrices, wgmma::zeroAccumulator(b, n));
+  return em.reduce(
+      em.index(0), em.index(kBlocks), init,
+      [&](Value block, ValueRange acc) -> SmallVector<Value> {
+        Value stage =
+            toI32(arith::RemUIOp::create(b, block, em.index(kStages)));
+        Value parity = toI32(arith::AndIOp::create(
+            b, arith::DivUIOp::create(b, block, em.index(kStages)),
+            em.index(1)));
+        wgmma::waitParity(b, barrierOf(stage), parity);
+        SmallVector<Value> next(acc);
+        wgmma::fence(b);
+        for (int64_t slice = 0; slice < wgmma::kStageK / wgmma::kStepK;
+             ++slice) {
+          Value descA = wgmma::descriptor(b, stageAt(stage, 0), slice);
+          for (int64_t m = 0; m < matrices; ++m)
+            next[m] = wgmma::mma(
+                b, descA,
+                wgmma::descriptor(b, stageAt(stage, tileA + m * tileB), slice),
+                next[m], n);
+        }
+        wgmma::commitAndWait(b);
+        // Every warp is done reading the stage: refill it.
+        gpu::BarrierOp::create(b);
+        Value refill = arith::AddIOp::create(b, block, em.index(kStages));
+        Value more = arith::AndIOp::create(
+            b, first,
+            arith::CmpIOp::create(b, arith::CmpIPredicate::ult, refill,
+                                  em.index(kBlocks)));
+        em.ifThen(more, [&] { issue(refill, stage); });
+        return next;
+      });
+}
+
+/// The warpgroup kernels of `spec` (sm_90a), their arguments (tensor maps
+/// first, by value):
+///   gather:  x, [slots,] xs
+///   gate_up: map(xs), [map(gate),] map(up), [slots, tiles,] h
+///   down:    map(h), map(down), x, [slots, tiles,]
+///            [routing weights | expert gate,] out
+struct WarpgroupKernels {
+  gpu::GPUFuncOp gather, gateUp, down;
+};
+
+WarpgroupKernels createWarpgroupFFNKernels(OpBuilder &builder,
+                                           gpu::GPUModuleOp kernels,
+                                           const FFNKernelSpec &spec,
+                                           Type outType, Location loc) {
+  MLIRContext *context = builder.getContext();
+  Type map = LLVM::LLVMPointerType::get(context);
+  size_t planArgs = spec.routed ? 2 : 0;
+  size_t matrices = spec.gate ? 2 : 1;
+  WarpgroupKernels k;
+
+  // xs[r] = bf16(x[token of r]), zeros for padding rows.
+  SmallVector<Type> gatherArgs = {spec.xType};
+  if (spec.routed)
+    gatherArgs.push_back(spec.slotsType);
+  gatherArgs.push_back(bf16Rows(builder, spec.hidden));
+  k.gather = createKernel(
+      builder, kernels,
+      spec.routed ? "expert_ffn_gather" : "shared_ffn_gather", gatherArgs,
+      wgmma::kThreads, loc, [&](LoopEmitter &em, ValueRange args) {
+        auto &b = em.builder();
+        Value x = args[0], xs = args.back();
+        Value row = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+        Value token, used;
+        if (spec.routed) {
+          Value slot = memref::LoadOp::create(b, args[1], ValueRange{row});
+          token = tokenOf(em, slot, spec.k);
+          used = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, slot,
+                                       em.i32(0));
+        } else {
+          Value tokens = em.dim(x, 0);
+          used = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, row,
+                                       tokens);
+          token = arith::MinUIOp::create(
+              b, row, arith::SubIOp::create(b, tokens, em.index(1)));
+        }
+        forEachOfBlock(em, wgmma::kThreads, em.index(spec.hidden),
+                       [&](Value i) {
+                         Value v = em.load(x, {token, i});
+                         if (!v.getType().isF32())
+                           v = arith::ExtFOp::create(b, em.f32(), v);
+                         v = arith::SelectOp::create(b, used, v, em.f32(0.0));
+                         memref::StoreOp::create(
+                             b, arith::TruncFOp::create(b, b.getBF16Type(), v),
+                             xs, ValueRange{row, i});
+                       });
+      });
+
+  auto markMaps = [&](gpu::GPUFuncOp func, int64_t count) {
+    func->setAttr(wgmma::kTensorMapParamsAttr,
+                  builder.getI64IntegerAttr(count));
+  };
+  auto warpRows = [&](LoopEmitter &em, Value x, ValueRange plan, Value row0,
+                      Value col0) {
+    auto &b = em.builder();
+    Value warp = arith::DivUIOp::create(
+        b, gpu::ThreadIdOp::create(b, gpu::Dimension::x), em.index(kWarpSize));
+    Value warpRow0 = arith::AddIOp::create(
+        b, row0, arith::MulIOp::create(b, warp, em.index(kRowsPerWarp)));
+    return spec.routed
+               ? emitWarpRows(em, spec, x, plan[0], plan[1], warpRow0, col0)
+               : emitWarpRows(em, spec, x, {}, {}, warpRow0, col0);
+  };
+  auto blockColumns = [&](LoopEmitter &em, int64_t cols) -> Value {
+    auto &b = em.builder();
+    return arith::MulIOp::create(
+        b, gpu::BlockIdOp::create(b, gpu::Dimension::y), em.index(cols));
+  };
+  auto expertOf = [&](LoopEmitter &em, ValueRange plan, Value row0) -> Value {
+    if (!spec.routed)
+      return Value();
+    auto &b = em.builder();
+    Value tile = arith::DivUIOp::create(b, row0, em.index(spec.tileRows));
+    return em.toIndex(memref::LoadOp::create(b, plan[1], ValueRange{tile}));
+  };
+
+  SmallVector<Type> gateUpArgs(1 + matrices, map);
+  if (spec.routed)
+    gateUpArgs.append({spec.slotsType, spec.tilesType});
+  gateUpArgs.push_back(spec.hType);
+  k.gateUp = createKernel(
+      builder, kernels,
+      spec.routed ? "expert_ffn_gate_up_wgmma" : "shared_ffn_gate_up_wgmma",
+      gateUpArgs, wgmma::kThreads, loc, [&](LoopEmitter &em, ValueRange args) {
+        ValueRange plan = args.slice(1 + matrices, planArgs);
+        Value row0 = blockFirstRow(em, wgmma::kRows);
+        ifRowsUsed(em, spec, spec.routed ? plan[0] : Value(), row0, [&] {
+          Value col0 = blockColumns(em, kGateUpCols);
+          SmallVector<Value> mapsB(args.slice(1, matrices));
+          SmallVector<Value> acc = emitWarpgroupMatmul(
+              em, kernels, args[0], mapsB, row0, col0,
+              expertOf(em, plan, row0), kGateUpCols, spec.hidden);
+          // x is not read: the gathered rows were.
+          WarpRows w = warpRows(em, Value(), plan, row0, col0);
+          SmallVector<SmallVector<Accumulator>> blocks;
+          for (Value a : acc)
+            blocks.push_back(wgmma::fragments(em.builder(), a, kGateUpCols));
+          storeHidden(em, spec, w, blocks, args.back());
+        });
+      });
+  markMaps(k.gateUp, int64_t(1 + matrices));
+
+  SmallVector<Type> downArgs = {map, map, spec.xType};
+  if (spec.routed)
+    downArgs.append({spec.slotsType, spec.tilesType});
+  if (Type scale = scaleType(spec))
+    downArgs.push_back(scale);
+  downArgs.push_back(outType);
+  k.down = createKernel(
+      builder, kernels,
+      spec.routed ? "expert_ffn_down_wgmma" : "shared_ffn_down_wgmma",
+      downArgs, wgmma::kThreads, loc, [&](LoopEmitter &em, ValueRange args) {
+        ValueRange plan = args.slice(3, planArgs);
+        Value row0 = blockFirstRow(em, wgmma::kRows);
+        ifRowsUsed(em, spec, spec.routed ? plan[0] : Value(), row0, [&] {
+          Value x = args[2];
+          Value col0 = blockColumns(em, kDownCols);
+          SmallVector<Value> acc = emitWarpgroupMatmul(
+              em, kernels, args[0], {args[1]}, row0, col0,
+              expertOf(em, plan, row0), kDownCols, spec.width);
+          WarpRows w = warpRows(em, x, plan, row0, col0);
+          Value scale = scaleType(spec) ? args[3 + planArgs] : Value();
+          storeOutput(em, spec, w, wgmma::fragments(em.builder(), acc[0],
+                                                    kDownCols),
+                      x, scale, args.back());
+        });
+      });
+  markMaps(k.down, 2);
+  return k;
 }
 
 /// Host side: h and the output on the device, the two launches over `rows`
@@ -345,8 +658,87 @@ Value emitFFNLaunches(LoopEmitter &em, const FFNKernelSpec &spec,
   return out;
 }
 
-MemRefType bf16Rows(OpBuilder &b, int64_t width) {
-  return MemRefType::get({ShapedType::kDynamic, width}, b.getBF16Type());
+/// Host side: a tensor map of `buffer` (bf16, row-major) whose boxes are
+/// `box` (outermost first), 128-byte swizzled, zeros outside: an
+/// nvgpu.tma.create.descriptor (the launch plan records it, the runtime
+/// encodes it), passed to the kernel as the pointer its parameter is.
+Value tensorMap(LoopEmitter &em, Value buffer, ArrayRef<int64_t> box) {
+  auto &b = em.builder();
+  MLIRContext *context = b.getContext();
+  auto type = cast<MemRefType>(buffer.getType());
+  Value unranked = memref::CastOp::create(
+      b, UnrankedMemRefType::get(type.getElementType(), Attribute()), buffer);
+  SmallVector<Value> boxSizes;
+  for (int64_t size : box)
+    boxSizes.push_back(em.index(size));
+  auto tileType = MemRefType::get(
+      box, type.getElementType(), MemRefLayoutAttrInterface(),
+      gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup));
+  auto mapType = nvgpu::TensorMapDescriptorType::get(
+      context, tileType, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
+      nvgpu::TensorMapL2PromoKind::L2PROMO_NONE,
+      nvgpu::TensorMapOOBKind::OOB_ZERO,
+      nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
+  Value map =
+      nvgpu::TmaCreateDescriptorOp::create(b, mapType, unranked, boxSizes);
+  return UnrealizedConversionCastOp::create(
+             b, LLVM::LLVMPointerType::get(context), map)
+      .getResult(0);
+}
+
+/// The box of a weight matrix's tensor map: `cols` rows of kStageK inputs
+/// (of one expert when stacked).
+SmallVector<int64_t> weightBox(Value weight, int64_t cols) {
+  if (cast<ShapedType>(weight.getType()).getRank() == 3)
+    return {1, cols, wgmma::kStageK};
+  return {cols, wgmma::kStageK};
+}
+
+/// Host side of the warpgroup kernels: the gathered rows, h and the output
+/// on the device, three launches over `rows` (a multiple of 64) rows.
+Value emitWarpgroupFFNLaunches(LoopEmitter &em, const FFNKernelSpec &spec,
+                               const WarpgroupKernels &k, MemRefType outType,
+                               Value rows, Value x, ArrayRef<Value> plan,
+                               Value scale) {
+  auto &b = em.builder();
+  Value xs = deviceAlloc(em, bf16Rows(b, spec.hidden), {rows});
+  SmallVector<Value> gatherOperands = {x};
+  if (spec.routed)
+    gatherOperands.push_back(plan[0]);
+  gatherOperands.push_back(xs);
+  launch(em, k.gather, rows, gatherOperands);
+
+  Value h = deviceAlloc(em, cast<MemRefType>(spec.hType), {rows});
+  Value rowBlocks = arith::DivUIOp::create(b, rows, em.index(wgmma::kRows));
+  auto colBlocks = [&](int64_t n, int64_t cols) {
+    return em.index((n + cols - 1) / cols);
+  };
+  SmallVector<Value> gateUpOperands = {
+      tensorMap(em, xs, {wgmma::kRows, wgmma::kStageK})};
+  for (Value weight : {spec.gate, spec.up})
+    if (weight)
+      gateUpOperands.push_back(tensorMap(em, em.toBuffer(weight),
+                                         weightBox(weight, kGateUpCols)));
+  llvm::append_range(gateUpOperands, plan);
+  gateUpOperands.push_back(h);
+  launch(em, k.gateUp, rowBlocks, gateUpOperands,
+         colBlocks(spec.width, kGateUpCols),
+         warpgroupSharedBytes(spec.gate ? 2 : 1, kGateUpCols));
+  gpu::DeallocOp::create(b, /*asyncToken=*/Type(), ValueRange{}, xs);
+
+  Value out = deviceAlloc(em, outType, {rows});
+  SmallVector<Value> downOperands = {
+      tensorMap(em, h, {wgmma::kRows, wgmma::kStageK}),
+      tensorMap(em, em.toBuffer(spec.down), weightBox(spec.down, kDownCols)),
+      x};
+  llvm::append_range(downOperands, plan);
+  if (scale)
+    downOperands.push_back(scale);
+  downOperands.push_back(out);
+  launch(em, k.down, rowBlocks, downOperands, colBlocks(spec.hidden, kDownCols),
+         warpgroupSharedBytes(1, kDownCols));
+  gpu::DeallocOp::create(b, /*asyncToken=*/Type(), ValueRange{}, h);
+  return out;
 }
 
 /// What routed and shared expert FFNs have in common: sizes, activation,
@@ -365,12 +757,31 @@ FFNKernelSpec specOf(FFNOp op, OpBuilder &b) {
   return spec;
 }
 
+/// The FFN's kernels and launches in the chosen form: `rows` rows (a
+/// multiple of the blocks' rows), `plan` the slots and tiles (routed).
+Value lowerFFN(OpBuilder &builder, gpu::GPUModuleOp kernels, GPUMma mma,
+               const FFNKernelSpec &spec, MemRefType outType, Value rows,
+               Value x, ArrayRef<Value> plan, Value scale, Location loc) {
+  LoopEmitter em(builder, loc);
+  if (mma == GPUMma::Warpgroup) {
+    WarpgroupKernels k =
+        createWarpgroupFFNKernels(builder, kernels, spec, outType, loc);
+    return emitWarpgroupFFNLaunches(em, spec, k, outType, rows, x, plan,
+                                    scale);
+  }
+  auto [gateUp, down] =
+      createFFNKernels(builder, kernels, spec, outType, loc);
+  return emitFFNLaunches(em, spec, gateUp, down, outType, rows, x, plan,
+                         scale);
+}
+
 struct ExpertFFNToGPU : KernelPattern<ExpertFFNOp> {
-  using KernelPattern::KernelPattern;
+  ExpertFFNToGPU(MLIRContext *context, gpu::GPUModuleOp kernels, GPUMma mma)
+      : KernelPattern(context, kernels), mma(mma) {}
 
   LogicalResult matchAndRewrite(ExpertFFNOp op,
                                 PatternRewriter &rewriter) const override {
-    if (failed(checkExpertFFNForGPU(op)))
+    if (failed(checkExpertFFNForGPU(op, mma)))
       return failure();
     FFNKernelSpec spec = specOf(op, rewriter);
     spec.routed = true;
@@ -379,56 +790,57 @@ struct ExpertFFNToGPU : KernelPattern<ExpertFFNOp> {
     spec.routingType = bufferType(op.getWeights());
     spec.k = op.getWeights().getType().getDimSize(1);
     spec.tileRows = op.getTileRows();
-    MemRefType outType = bufferType(op.getOutput());
-    auto [gateUp, down] =
-        createFFNKernels(rewriter, kernels, spec, outType, op.getLoc());
-
     LoopEmitter em(rewriter, op.getLoc());
     Value slots = em.toBuffer(op.getSortedSlots());
     Value tiles = em.toBuffer(op.getTileExperts());
-    Value out = emitFFNLaunches(em, spec, gateUp, down, outType,
-                                em.dim(slots, 0), em.toBuffer(op.getInput()),
-                                {slots, tiles}, em.toBuffer(op.getWeights()));
+    Value out = lowerFFN(rewriter, kernels, mma, spec,
+                         bufferType(op.getOutput()), em.dim(slots, 0),
+                         em.toBuffer(op.getInput()), {slots, tiles},
+                         em.toBuffer(op.getWeights()), op.getLoc());
     rewriter.replaceOp(op, em.toTensor(out, op.getOutput().getType()));
     return success();
   }
+
+  GPUMma mma;
 };
 
 struct SharedExpertToGPU : KernelPattern<SharedExpertOp> {
-  using KernelPattern::KernelPattern;
+  SharedExpertToGPU(MLIRContext *context, gpu::GPUModuleOp kernels,
+                    GPUMma mma)
+      : KernelPattern(context, kernels), mma(mma) {}
 
   LogicalResult matchAndRewrite(SharedExpertOp op,
                                 PatternRewriter &rewriter) const override {
-    if (failed(checkSharedExpertForGPU(op)))
+    if (failed(checkSharedExpertForGPU(op, mma)))
       return failure();
     FFNKernelSpec spec = specOf(op, rewriter);
     if (op.getExpertGate())
       spec.expertGateType = bufferType(op.getExpertGate());
-    MemRefType outType = bufferType(op.getOutput());
-    auto [gateUp, down] =
-        createFFNKernels(rewriter, kernels, spec, outType, op.getLoc());
-
-    // One row per token, padded to whole warps; the rows past the last
-    // token are computed and never read.
+    // One row per token, padded to whole blocks of rows; the rows past the
+    // last token are computed and never read.
+    int64_t blockRows =
+        mma == GPUMma::Warpgroup ? wgmma::kRows : kRowsPerWarp;
     LoopEmitter em(rewriter, op.getLoc());
     auto &b = em.builder();
     Value x = em.toBuffer(op.getInput());
     Value rows = arith::MulIOp::create(
-        b,
-        arith::CeilDivUIOp::create(b, em.dim(x, 0), em.index(kRowsPerWarp)),
-        em.index(kRowsPerWarp));
+        b, arith::CeilDivUIOp::create(b, em.dim(x, 0), em.index(blockRows)),
+        em.index(blockRows));
     Value gate = op.getExpertGate() ? em.toBuffer(op.getExpertGate()) : Value();
-    Value out = emitFFNLaunches(em, spec, gateUp, down, outType, rows, x, {},
-                                gate);
+    Value out = lowerFFN(rewriter, kernels, mma, spec,
+                         bufferType(op.getOutput()), rows, x, {}, gate,
+                         op.getLoc());
     rewriter.replaceOp(op, em.toTensor(out, op.getOutput().getType()));
     return success();
   }
+
+  GPUMma mma;
 };
 } // namespace
 
-LogicalResult mlir::moe::checkFFNForGPU(Operation *op, int64_t hidden,
-                                        int64_t width, int64_t tileRows,
-                                        int64_t weightPanel,
+LogicalResult mlir::moe::checkFFNForGPU(Operation *op, GPUMma mma,
+                                        int64_t hidden, int64_t width,
+                                        int64_t tileRows, int64_t weightPanel,
                                         ArrayRef<Value> weights) {
   if (weightPanel != 0)
     return op->emitOpError("the cuda target reads unpacked weights, not "
@@ -459,24 +871,36 @@ LogicalResult mlir::moe::checkFFNForGPU(Operation *op, int64_t hidden,
       return op->emitOpError("the cuda target reads f32 or bf16 expert "
                              "weights, got ")
              << element;
+    if (mma == GPUMma::Warpgroup && !element.isBF16())
+      return op->emitOpError("warpgroup mma reads bf16 expert weights (TMA "
+                             "copies them as they are), got ")
+             << element;
   }
+  if (mma == GPUMma::Warpgroup && tileRows % wgmma::kRows != 0)
+    return op->emitOpError("warpgroup mma needs tile_rows to be a multiple "
+                           "of 64 (one block's rows, one expert), got ")
+           << tileRows;
   return success();
 }
 
-LogicalResult mlir::moe::checkExpertFFNForGPU(ExpertFFNOp op) {
-  return checkFFNForGPU(op, op.getInput().getType().getDimSize(1),
+LogicalResult mlir::moe::checkExpertFFNForGPU(ExpertFFNOp op, GPUMma mma) {
+  return checkFFNForGPU(op, mma, op.getInput().getType().getDimSize(1),
                         op.getWidth(), op.getTileRows(), op.getWeightPanel(),
                         {op.getGate(), op.getUp(), op.getDown()});
 }
 
-LogicalResult mlir::moe::checkSharedExpertForGPU(SharedExpertOp op) {
-  return checkFFNForGPU(op, op.getInput().getType().getDimSize(1),
-                        op.getWidth(), kRowsPerWarp, op.getWeightPanel(),
-                        {op.getGate(), op.getUp(), op.getDown()});
+LogicalResult mlir::moe::checkSharedExpertForGPU(SharedExpertOp op,
+                                                 GPUMma mma) {
+  // Its rows are the tokens, padded to whole blocks.
+  return checkFFNForGPU(
+      op, mma, op.getInput().getType().getDimSize(1), op.getWidth(),
+      mma == GPUMma::Warpgroup ? wgmma::kRows : kRowsPerWarp,
+      op.getWeightPanel(), {op.getGate(), op.getUp(), op.getDown()});
 }
 
 void mlir::moe::populateExpertFFNToGPUPatterns(RewritePatternSet &patterns,
-                                               gpu::GPUModuleOp kernels) {
+                                               gpu::GPUModuleOp kernels,
+                                               GPUMma mma) {
   patterns.add<ExpertFFNToGPU, SharedExpertToGPU>(patterns.getContext(),
-                                                  kernels);
+                                                  kernels, mma);
 }

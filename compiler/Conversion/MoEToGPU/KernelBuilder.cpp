@@ -86,13 +86,15 @@ void gpu_kernels::onFirstThread(LoopEmitter &em, function_ref<void()> body) {
 }
 
 void gpu_kernels::launch(LoopEmitter &em, gpu::GPUFuncOp kernel, Value gridX,
-                         ValueRange operands, Value gridY) {
+                         ValueRange operands, Value gridY,
+                         int64_t sharedBytes) {
   Value one = em.index(1);
   auto block = kernel.getKnownBlockSizeAttr();
   gpu::KernelDim3 blockSize = {em.index(block[0]), one, one};
+  Value shared = sharedBytes ? em.i32(sharedBytes) : Value();
   gpu::LaunchFuncOp::create(em.builder(), kernel,
                             {gridX, gridY ? gridY : one, one}, blockSize,
-                            /*dynamicSharedMemorySize=*/Value(), operands);
+                            shared, operands);
 }
 
 Value gpu_kernels::tokenBlocks(LoopEmitter &em, Value tokens) {

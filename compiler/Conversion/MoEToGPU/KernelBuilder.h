@@ -67,9 +67,11 @@ void blockBarrier(LoopEmitter &em);
 /// parts: capacity, the dispatch's padded offsets).
 void onFirstThread(LoopEmitter &em, function_ref<void()> body);
 
-/// Host side: launches `kernel` over `gridX` blocks of its block size.
+/// Host side: launches `kernel` over `gridX` (x `gridY`) blocks of its
+/// block size, with `sharedBytes` of dynamic shared memory.
 void launch(LoopEmitter &em, gpu::GPUFuncOp kernel, Value gridX,
-            ValueRange operands, Value gridY = Value());
+            ValueRange operands, Value gridY = Value(),
+            int64_t sharedBytes = 0);
 
 /// Host side: ceil(count / kTokenBlock) blocks, for forThisThread.
 Value tokenBlocks(LoopEmitter &em, Value tokens);

@@ -7,6 +7,7 @@
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Transforms/DialectConversion.h"
+#include "llvm/ADT/StringSwitch.h"
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_CONVERTMOETOGPUPASS
@@ -25,13 +26,22 @@ struct ConvertMoEToGPUPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    std::optional<GPUMma> kind = llvm::StringSwitch<std::optional<GPUMma>>(mma)
+                                     .Case("sync", GPUMma::Sync)
+                                     .Case("wgmma", GPUMma::Warpgroup)
+                                     .Default(std::nullopt);
+    if (!kind) {
+      module.emitError("convert-moe-to-gpu: mma must be sync or wgmma, not '")
+          << mma << "'";
+      return signalPassFailure();
+    }
     // Say what the kernels cannot run before rewriting anything.
-    WalkResult checked = module.walk([](Operation *op) {
+    WalkResult checked = module.walk([&](Operation *op) {
       LogicalResult ok = success();
       if (auto ffn = dyn_cast<ExpertFFNOp>(op))
-        ok = checkExpertFFNForGPU(ffn);
+        ok = checkExpertFFNForGPU(ffn, *kind);
       else if (auto shared = dyn_cast<SharedExpertOp>(op))
-        ok = checkSharedExpertForGPU(shared);
+        ok = checkSharedExpertForGPU(shared, *kind);
       else if (isa<AuxLossOp>(op))
         ok = op->emitOpError("has no GPU kernel yet (the cuda target runs "
                              "inference layers)");
@@ -57,7 +67,7 @@ struct ConvertMoEToGPUPass
     RewritePatternSet patterns(&getContext());
     populateRoutingToGPUPatterns(patterns, kernels);
     populateDispatchToGPUPatterns(patterns, kernels);
-    populateExpertFFNToGPUPatterns(patterns, kernels);
+    populateExpertFFNToGPUPatterns(patterns, kernels, *kind);
     if (failed(applyPartialConversion(module, target, std::move(patterns))))
       signalPassFailure();
   }

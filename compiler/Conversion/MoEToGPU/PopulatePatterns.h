@@ -14,8 +14,14 @@ namespace moe {
 
 /// moe.expert_ffn and moe.shared_expert → gate/up and down tensor-core
 /// kernels added to `kernels`, launched from where the op was.
+/// How the expert FFN kernels multiply (convert-moe-to-gpu's `mma`).
+enum class GPUMma {
+  Sync,      // mma.sync m16n8k16, operands from global memory (sm_80+)
+  Warpgroup, // wgmma.mma_async with TMA loads into shared memory (sm_90a)
+};
+
 void populateExpertFFNToGPUPatterns(RewritePatternSet &patterns,
-                                    gpu::GPUModuleOp kernels);
+                                    gpu::GPUModuleOp kernels, GPUMma mma);
 
 /// moe.router, moe.topk, moe.stats → one-thread-per-token kernels (the
 /// capacity and the counts: one thread).
@@ -30,11 +36,11 @@ void populateDispatchToGPUPatterns(RewritePatternSet &patterns,
 /// Whether the FFN kernels can run an op with these sizes and weights; if
 /// not, an error on the op saying why (unsupported sizes, packed or f16
 /// weights).
-LogicalResult checkFFNForGPU(Operation *op, int64_t hidden, int64_t width,
-                             int64_t tileRows, int64_t weightPanel,
-                             ArrayRef<Value> weights);
-LogicalResult checkExpertFFNForGPU(ExpertFFNOp op);
-LogicalResult checkSharedExpertForGPU(SharedExpertOp op);
+LogicalResult checkFFNForGPU(Operation *op, GPUMma mma, int64_t hidden,
+                             int64_t width, int64_t tileRows,
+                             int64_t weightPanel, ArrayRef<Value> weights);
+LogicalResult checkExpertFFNForGPU(ExpertFFNOp op, GPUMma mma);
+LogicalResult checkSharedExpertForGPU(SharedExpertOp op, GPUMma mma);
 
 } // namespace moe
 } // namespace mlir

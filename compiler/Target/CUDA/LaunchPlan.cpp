@@ -6,6 +6,8 @@
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "llvm/ADT/TypeSwitch.h"
 
@@ -82,8 +84,58 @@ private:
           shapeOf(toTensor.getResult(), toTensor.getBuffer());
           return llvm::Error::success();
         })
+        .Case<memref::CastOp>([&](memref::CastOp cast) -> llvm::Error {
+          auto it = refs.find(cast.getSource());
+          if (it == refs.end())
+            return error(op, "casts a buffer the plan does not know");
+          setRef(cast.getResult(), it->second);
+          shapeOf(cast.getResult(), cast.getSource());
+          return llvm::Error::success();
+        })
+        .Case<nvgpu::TmaCreateDescriptorOp>(
+            [&](nvgpu::TmaCreateDescriptorOp create) -> llvm::Error {
+              auto it = refs.find(create.getTensor());
+              if (it == refs.end())
+                return error(op, "a tensor map of a buffer the plan does "
+                                 "not know");
+              auto type = create.getTensorMap().getType();
+              if (type.getSwizzle() !=
+                      nvgpu::TensorMapSwizzleKind::SWIZZLE_128B ||
+                  type.getOob() != nvgpu::TensorMapOOBKind::OOB_ZERO ||
+                  type.getInterleave() !=
+                      nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE)
+                return error(op, "a tensor map other than 128-byte swizzled, "
+                                 "zero-filled and not interleaved");
+              json::Array box;
+              for (Value size : create.getBoxDimensions()) {
+                std::optional<int64_t> constant = getConstantIntValue(size);
+                if (!constant)
+                  return error(op, "a tensor map box that is not constant");
+                box.push_back(*constant);
+              }
+              maps.insert_or_assign(
+                  create.getTensorMap(),
+                  json::Object{{"tensor_map", it->second},
+                               {"box", std::move(box)}});
+              return llvm::Error::success();
+            })
+        .Case<UnrealizedConversionCastOp>(
+            [&](UnrealizedConversionCastOp cast) -> llvm::Error {
+              // The map as the kernel's pointer parameter takes it.
+              auto it = cast.getInputs().size() == 1
+                            ? maps.find(cast.getInputs()[0])
+                            : maps.end();
+              if (it == maps.end() || cast.getNumResults() != 1)
+                return error(op, "a cast the launch plan cannot express");
+              maps.insert_or_assign(cast.getResult(0), it->second);
+              return llvm::Error::success();
+            })
         .Case<arith::ConstantIndexOp>([&](auto constant) -> llvm::Error {
           setExpr(constant.getResult(), constant.value());
+          return llvm::Error::success();
+        })
+        .Case<arith::ConstantIntOp>([&](auto) -> llvm::Error {
+          // Dynamic shared memory sizes, read where launched.
           return llvm::Error::success();
         })
         .Case<memref::DimOp, tensor::DimOp>([&](auto dim) -> llvm::Error {
@@ -160,16 +212,27 @@ private:
             (grid.size() < 3 ? grid : block).push_back(it->second);
           }
           for (Value operand : launch.getKernelOperands()) {
+            if (auto map = maps.find(operand); map != maps.end()) {
+              args.push_back(map->second);
+              continue;
+            }
             auto it = refs.find(operand);
             if (it == refs.end() || !isa<MemRefType>(operand.getType()))
-              return error(op, "a kernel operand that is not a buffer");
+              return error(op, "a kernel operand that is not a buffer or a "
+                               "tensor map");
             args.push_back(it->second);
           }
-          steps.push_back(json::Object{
-              {"launch", launch.getKernelName().getValue()},
-              {"grid", std::move(grid)},
-              {"block", std::move(block)},
-              {"args", std::move(args)}});
+          json::Object step{{"launch", launch.getKernelName().getValue()},
+                            {"grid", std::move(grid)},
+                            {"block", std::move(block)},
+                            {"args", std::move(args)}};
+          if (Value shared = launch.getDynamicSharedMemorySize()) {
+            std::optional<int64_t> bytes = getConstantIntValue(shared);
+            if (!bytes)
+              return error(op, "dynamic shared memory that is not constant");
+            step["shared_bytes"] = *bytes;
+          }
+          steps.push_back(std::move(step));
           return llvm::Error::success();
         })
         .Case<gpu::DeallocOp>([&](gpu::DeallocOp dealloc) -> llvm::Error {
@@ -216,6 +279,7 @@ private:
   json::Array buffers, steps, results;
   llvm::DenseMap<Value, json::Value> exprs;
   llvm::DenseMap<Value, json::Value> refs;
+  llvm::DenseMap<Value, json::Value> maps; // tensor maps, as launch args
   llvm::DenseMap<Value, SmallVector<json::Value>> dynamicSizes;
   llvm::DenseMap<Value, unsigned> argOf;
 };

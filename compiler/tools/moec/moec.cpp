@@ -65,6 +65,13 @@ cl::opt<std::string> cudaPath(
     cl::desc("CUDA toolkit for --target cuda (default: $CUDA_HOME, else "
              "/usr/local/cuda)"),
     cl::value_desc("dir"), cl::sub(compileCommand));
+cl::opt<std::string> gpuMma(
+    "gpu-mma", cl::init("sync"),
+    cl::desc("--target cuda: how the expert FFN kernels multiply: sync "
+             "(mma.sync, operands from global memory) or wgmma (sm_90a "
+             "warpgroup MMA on tiles TMA copies into shared memory; needs "
+             "bf16 weights)"),
+    cl::value_desc("sync|wgmma"), cl::sub(compileCommand));
 cl::opt<std::string> mcpu("mcpu", cl::init("host"),
                           cl::desc("CPU to generate code for"),
                           cl::sub(compileCommand));
@@ -310,8 +317,15 @@ int compileForCUDA(ModuleOp module, func::FuncOp entry) {
   // The arguments as the entry function takes them: weights unpacked.
   std::string arguments = buildLayerMetadata(module, entry);
 
+  if (gpuMma != "sync" && gpuMma != "wgmma")
+    return fail("--gpu-mma must be sync or wgmma, not '" + gpuMma + "'");
+  if (gpuMma == "wgmma" && weightDtype.getNumOccurrences() &&
+      weightDtype == LayerSpec::WeightType::f32)
+    return fail("--gpu-mma wgmma needs --weight-dtype bf16 (TMA copies the "
+                "expert weights as they are)");
   MoEGPUPipelineOptions options;
   options.toolkit = *toolkit;
+  options.mma = gpuMma;
   options.format = emit == Emit::ptx ? "isa" : "fatbin";
   PassManager pm(module.getContext());
   buildMoEGPUKernelsPipeline(pm, options);
@@ -357,6 +371,8 @@ int compile() {
   if (target != "cpu" && target != "cuda")
     return fail("unsupported --target '" + target +
                 "' (this moec builds for: cpu, cuda)");
+  if (gpuMma.getNumOccurrences() && target != "cuda")
+    return fail("--gpu-mma needs --target cuda");
   if (emit == Emit::ptx && target != "cuda")
     return fail("--emit ptx needs --target cuda");
   if (kPack < 0 || kPack > 2)

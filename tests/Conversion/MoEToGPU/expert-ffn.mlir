@@ -28,10 +28,10 @@
 // CHECK:         math.exp
 // CHECK:         vector.store {{.*}} : memref<?x48xbf16>, vector<2xbf16>
 // CHECK:       gpu.func @expert_ffn_down({{.*}}) kernel
+// CHECK:         nvvm.mma.sync
 // Padding rows (slot -1) are scaled by 0.
 // CHECK:         arith.cmpi sge
 // CHECK:         arith.select
-// CHECK:         nvvm.mma.sync
 // CHECK:         vector.store {{.*}} : memref<?x64xf32>, vector<2xf32>
 func.func @gated(%x: tensor<?x64xf32>, %rows: tensor<?xi32>, %tiles: tensor<?xi32>,
                  %w: tensor<?x2xf32>, %w1: tensor<8x48x64xbf16>,

@@ -42,6 +42,17 @@
  * instantiated graph runs (and logs) its launches in order on the stream
  * of the graph launch. fake_captures() and fake_graph_launches() count
  * those calls; graphs and their instances count in fake_live().
+ * Dynamic shared memory: a launch asking for more than 48 KB fails with
+ * CUDA_ERROR_INVALID_VALUE unless cuFuncSetAttribute raised the kernel's
+ * MAX_DYNAMIC_SHARED_SIZE_BYTES that far (at most the device's opt-in limit:
+ * 227 KB on the H200, 163 KB on the A100); fake_shared_opt_ins() counts the
+ * calls. cuTensorMapEncodeTiled checks what the driver documents (64-byte
+ * aligned map, 16-byte aligned address, rank 1..5, sizes, 16-byte strides,
+ * boxes up to 256, a 128-byte swizzle's innermost box) and writes a map
+ * whose first word is the tensor's address (so a launch log shows where a
+ * map parameter points), then the rank, sizes, strides and box;
+ * fake_tensor_maps() counts the maps encoded. FAKE_NO_TENSOR_MAPS leaves
+ * both entry points out (a driver older than CUDA 12).
  *
  *===----------------------------------------------------------------------===*/
 
@@ -181,6 +192,8 @@ CUresult cuDeviceGetAttribute(int *value, int attribute, CUdevice device) {
     *value = mode("sm80") ? 8 : 9;
   else if (attribute == 76) /* ..._MINOR */
     *value = 0;
+  else if (attribute == 97) /* ..._MAX_SHARED_MEMORY_PER_BLOCK_OPTIN */
+    *value = mode("sm80") ? 166912 : 232448;
   else
     return INVALID_VALUE;
   return SUCCESS;
@@ -443,7 +456,21 @@ CUresult cuModuleUnload(CUmodule module) {
   return SUCCESS;
 }
 
+/* The dynamic shared memory kernels were allowed (cuFuncSetAttribute). */
+static struct {
+  CUfunction f;
+  int bytes;
+} sharedLimits[64];
+static int sharedOptIns;
+
 #ifndef FAKE_NO_LAUNCH
+static int sharedLimit(CUfunction f) {
+  for (int i = 0; i < 64; ++i)
+    if (sharedLimits[i].f == f)
+      return sharedLimits[i].bytes;
+  return 48 * 1024;
+}
+
 /* One line per launch, see the header comment. */
 static void logLaunch(const char *log, const char *name, const unsigned *dims,
                       void **params) {
@@ -529,9 +556,10 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gridX, unsigned gridY,
                         unsigned blockZ, unsigned sharedBytes, CUstream stream,
                         void **params, void **extra) {
   NEED_CONTEXT;
-  (void)sharedBytes;
   if (!f || extra || !gridX || !gridY || !gridZ || !blockX ||
       !blockY || !blockZ)
+    return INVALID_VALUE;
+  if ((int)sharedBytes > sharedLimit(f))
     return INVALID_VALUE;
   const unsigned dims[6] = {gridX, gridY, gridZ, blockX, blockY, blockZ};
   if (capturing && stream == capturing)
@@ -622,6 +650,67 @@ CUresult cuGraphDestroy(CUgraph graph) {
 
 /* Contexts retained + buffers + streams + modules + events + graphs (and
  * their instances) not yet released. */
+#ifndef FAKE_NO_TENSOR_MAPS
+CUresult cuFuncSetAttribute(CUfunction f, int attribute, int value) {
+  NEED_CONTEXT;
+  int most = mode("sm80") ? 166912 : 232448;
+  if (!f || attribute != 8 /* MAX_DYNAMIC_SHARED_SIZE_BYTES */ || value < 0 ||
+      value > most)
+    return INVALID_VALUE;
+  ++sharedOptIns;
+  for (int i = 0; i < 64; ++i)
+    if (sharedLimits[i].f == f || !sharedLimits[i].f) {
+      sharedLimits[i].f = f;
+      sharedLimits[i].bytes = value;
+      return SUCCESS;
+    }
+  return INVALID_VALUE;
+}
+
+static int tensorMaps;
+
+CUresult cuTensorMapEncodeTiled(uint64_t *map, int dataType, uint32_t rank,
+                                void *address, const uint64_t *dims,
+                                const uint64_t *strides, const uint32_t *box,
+                                const uint32_t *elementStrides, int interleave,
+                                int swizzle, int l2Promotion, int oobFill) {
+  static const int sizes[] = {1, 2, 4, 4, 8, 8, 2, 4, 8, 2, 4, 4, 4};
+  if (!map || (size_t)map % 64 || dataType < 0 || dataType > 12 ||
+      rank < 1 || rank > 5 || (size_t)address % 16 || interleave != 0 ||
+      swizzle < 0 || swizzle > 3 || l2Promotion < 0 || l2Promotion > 3 ||
+      oobFill < 0 || oobFill > 1)
+    return INVALID_VALUE;
+  uint64_t element = (uint64_t)sizes[dataType];
+  for (uint32_t d = 0; d < rank; ++d) {
+    if (dims[d] == 0 || dims[d] > ((uint64_t)1 << 32) || box[d] == 0 ||
+        box[d] > 256 || elementStrides[d] != 1)
+      return INVALID_VALUE;
+    if (d + 1 < rank &&
+        (strides[d] % 16 || strides[d] < dims[d] * element ||
+         (d > 0 && strides[d] < strides[d - 1] * dims[d])))
+      return INVALID_VALUE;
+  }
+  uint64_t inner = box[0] * element;
+  if (inner % 16 || (swizzle == 3 && inner > 128) ||
+      (swizzle == 2 && inner > 64) || (swizzle == 1 && inner > 32))
+    return INVALID_VALUE;
+  memset(map, 0, 128);
+  map[0] = (uint64_t)(size_t)address;
+  map[1] = rank;
+  for (uint32_t d = 0; d < rank; ++d) {
+    map[2 + d] = dims[d];
+    map[11 + d] = box[d];
+    if (d + 1 < rank)
+      map[7 + d] = strides[d];
+  }
+  ++tensorMaps;
+  return SUCCESS;
+}
+
+int fake_tensor_maps(void) { return tensorMaps; }
+int fake_shared_opt_ins(void) { return sharedOptIns; }
+#endif
+
 int fake_live(void) {
   return contextRefs + buffers + streams + modules + events + graphs;
 }
