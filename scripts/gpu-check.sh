@@ -3,7 +3,8 @@
 # Python (numpy, PyTorch) but no LLVM/MLIR, so everything moec makes is made here:
 #
 #   bash scripts/gpu-check.sh --prepare   # here: build, compile every family's example and the
-#                                         # benchmark shapes with --target cuda, and bundle them
+#                                         # benchmark shapes with --target cuda, both with
+#                                         # mma.sync and with --gpu-mma wgmma, and bundle them
 #                                         # with moe-run and libmoert into build-gpu/
 #   bash scripts/gpu-check.sh             # on the GPU machine (device tool: carry build-gpu):
 #                                         # device facts, the GPU end-to-end tests against the
@@ -12,7 +13,8 @@
 #                                         # PyTorch; results under $OUT (default build-gpu/out)
 # Environment: PYTHON (default: python3 on PATH; numpy, and torch for the baselines),
 # GPU_CHECK_BENCH=0 skips the benchmarks, GPU_CHECK_TOKENS (default 1,16,128,1024,8192),
-# GPU_CHECK_REPEATS (default 5 timed runs after 2 warm-ups, to fit the device's time).
+# GPU_CHECK_REPEATS (default 5 timed runs after 2 warm-ups, to fit the device's time),
+# GPU_CHECK_BENCH_UNTIL (default 480: no benchmark starts after this many seconds).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 bundle="$src/build-gpu"
@@ -21,13 +23,18 @@ if [ "${1:-}" = --prepare ]; then
   bash "$src/scripts/build.sh"
   rm -rf "$bundle"
   mkdir -p "$bundle/bin" "$bundle/lib" "$bundle/layers"
+  # NAME.cuda.so: mma.sync kernels (the default); NAME.cuda.wgmma.so: warpgroup MMAs with TMA.
   for family in mixtral qwen2_moe qwen3_moe olmoe deepseek_v2 deepseek_v3 switch_transformers; do
     "$src/build/bin/moec" compile "$src/examples/$family/config.json" --target cuda \
       -o "$bundle/layers/$family.cuda.so"
+    "$src/build/bin/moec" compile "$src/examples/$family/config.json" --target cuda \
+      --gpu-mma wgmma -o "$bundle/layers/$family.cuda.wgmma.so"
   done
   for shape in mixtral-8x7b deepseek-v3; do
     "$src/build/bin/moec" compile "$src/examples/configs/$shape.json" --target cuda \
       -o "$bundle/layers/$shape.cuda.so"
+    "$src/build/bin/moec" compile "$src/examples/configs/$shape.json" --target cuda \
+      --gpu-mma wgmma -o "$bundle/layers/$shape.cuda.wgmma.so"
   done
   cp "$src/build/bin/moe-run" "$src/build/bin/moe-bench" "$bundle/bin/"
   cp -P "$src"/build/lib/libmoert.so* "$bundle/lib/"
@@ -60,7 +67,8 @@ start=$(date +%s)
 cat "$out/device.txt"
 
 status=0
-# Every family's example: 1, 7, 64, 300 tokens, F32 and BF16 checkpoints, bad inputs.
+# Every family's example: 1, 7, 64, 300 tokens, F32 and BF16 checkpoints (mma.sync kernels),
+# the BF16 checkpoint on the wgmma kernels, bad inputs.
 "$python" "$src/tests/e2e/run_e2e.py" --target cuda --prebuilt "$bundle/layers" \
   --bin-dir "$bundle/bin" >"$out/e2e.log" 2>&1 || status=$?
 tail -n 3 "$out/e2e.log"
@@ -79,18 +87,28 @@ fi
 # Hugging Face loop and torch._grouped_mm on the same GPU, the copy bandwidth and the dense
 # bf16 rate beside them. Random bf16 weights are written to /dev/shm (22.5 GB for DeepSeek-V3),
 # in memory rather than on the disk. Each run is bounded so a slow one leaves the others'.
+# The wgmma layers first (with the baselines), then the mma.sync ones (without), while time
+# remains.
 if [ "$status" -ne 77 ] && [ "${GPU_CHECK_BENCH:-1}" != 0 ]; then
   tokens=${GPU_CHECK_TOKENS:-1,16,128,1024,8192}
   shm=/dev/shm
   [ -d "$shm" ] && [ -w "$shm" ] || shm=${TMPDIR:-/tmp}
-  for shape in mixtral-8x7b deepseek-v3; do
+  for run in mixtral-8x7b.wgmma:both deepseek-v3.wgmma:both mixtral-8x7b:none deepseek-v3:none; do
+    name=${run%:*} baselines=${run#*:} shape=${run%%.*}
+    shape=${shape%%:*}
+    layer="$bundle/layers/${name/$shape/$shape.cuda}.so"
+    if [ $(( $(date +%s) - start )) -gt "${GPU_CHECK_BENCH_UNTIL:-480}" ]; then
+      echo "gpu-check: no time left for moe-bench $name"
+      continue
+    fi
     bench_status=0
     TMPDIR=$shm MOE_BENCH_SCRIPT_DIR="$src/bench" MOE_BENCH_PYTHON="$python" \
-      timeout 300 "$bundle/bin/moe-bench" "$bundle/layers/$shape.cuda.so" \
-      --config "$src/examples/configs/$shape.json" --tokens "$tokens" --repeats "${GPU_CHECK_REPEATS:-5}" --warmup 2 \
-      --json "$out/bench-$shape.json" >"$out/bench-$shape.txt" 2>&1 || bench_status=$?
-    tail -n 40 "$out/bench-$shape.txt"
-    echo "gpu-check: moe-bench $shape exit $bench_status; $(( $(date +%s) - start )) s"
+      timeout 240 "$bundle/bin/moe-bench" "$layer" --baselines "$baselines" \
+      --config "$src/examples/configs/$shape.json" --tokens "$tokens" \
+      --repeats "${GPU_CHECK_REPEATS:-5}" --warmup 2 \
+      --json "$out/bench-$name.json" >"$out/bench-$name.txt" 2>&1 || bench_status=$?
+    tail -n 40 "$out/bench-$name.txt"
+    echo "gpu-check: moe-bench $name exit $bench_status; $(( $(date +%s) - start )) s"
     [ "$bench_status" -eq 0 ] || [ "$status" -ne 0 ] || status=1
   done
 fi

@@ -27,10 +27,11 @@ final `N passed, N failed`; exits non-zero on any failure. `--bin-dir tests/e2e/
 runs the driver against stand-ins built on the reference, to test the driver itself.
 
 `--target cuda`: the layers are compiled with `moec --target cuda` (or taken from `--prebuilt
-DIR`, as `DIR/FAMILY.cuda.so`, where the GPU machine has no moec) and run with `moe-run --device
-cuda`. The GPU computes bf16 x bf16 -> f32 (activations and weights rounded to bf16), so every
-numeric case uses the bf16 tolerance; the bf16w and bf16a* dtypes (CPU compile options) are left
-out.
+DIR`, as `DIR/FAMILY.cuda.so` and `DIR/FAMILY.cuda.wgmma.so`, where the GPU machine has no moec)
+and run with `moe-run --device cuda`. The GPU computes bf16 x bf16 -> f32 (activations and
+weights rounded to bf16), so the f32 and bf16 cases use the bf16 tolerance against the
+unrounded reference, and the wgmma cases the f32 tolerance against the rounding one; the bf16w
+and bf16a* dtypes (CPU compile options) are left out.
 Without a usable CUDA device (or toolkit, to compile) the run prints `SKIP: <why>` and exits 77,
 which ctest reports as skipped, never as passed.
 """
@@ -69,7 +70,11 @@ TOKENS = (1, 7, 64, 300)
 # bf16ad: the same through the data flow of those dot products (bf16 activations in memory, each
 # pair broadcast), each vdpbf16ps emulated by its two multiply-adds (--bf16-dot emulate), so
 # that the path compiled for AVX-512 BF16 CPUs runs here.
+# wgmma (--target cuda only): the BF16 checkpoint run by a layer whose expert FFNs are sm_90a
+# warpgroup MMAs on TMA-loaded tiles (--gpu-mma wgmma), compared like bf16a: the GPU rounds x
+# and the hidden activations to bf16 as the rounding reference does, so the f32 tolerance holds.
 DTYPES = ("f32", "bf16", "bf16w", "bf16a", "bf16ap", "bf16ad")
+CUDA_DTYPES = ("f32", "bf16", "wgmma")
 # The compile options of each layer variant.
 LAYER_OPTIONS = {
     "f32": ["--weight-dtype", "f32"],
@@ -78,8 +83,9 @@ LAYER_OPTIONS = {
     "bf16ap": ["--weight-dtype", "bf16", "--activation-dtype", "bf16", "--k-pack", "2",
                "--bf16-dot", "none"],
     "bf16ad": ["--weight-dtype", "bf16", "--activation-dtype", "bf16", "--bf16-dot", "emulate"],
+    "wgmma": ["--weight-dtype", "bf16", "--gpu-mma", "wgmma"],
 }
-ROUNDED_ACTIVATIONS = ("bf16a", "bf16ap", "bf16ad")
+ROUNDED_ACTIVATIONS = ("bf16a", "bf16ap", "bf16ad", "wgmma")
 RELATIVE_TOLERANCE = 1e-3
 BF16_WEIGHTS_TOLERANCE = 1e-2
 SKIP = 77  # ctest's SKIP_RETURN_CODE
@@ -101,7 +107,7 @@ class Case:
 
 
 def all_cases(target="cpu", prebuilt=None):
-    dtypes = DTYPES if target == "cpu" else ("f32", "bf16")
+    dtypes = DTYPES if target == "cpu" else CUDA_DTYPES
     cases = []
     for f in FAMILIES:
         cases += [Case(f"{f}/{d}/T{t}", f, t, d) for d in dtypes for t in TOKENS]
@@ -141,7 +147,9 @@ class Env:
         """The example compiled once per weight dtype; a compile failure fails every case."""
         key = (family, weight_dtype)
         if key not in self._layers and self.prebuilt:
-            path = os.path.join(self.prebuilt, f"{family}.{self.target}.so")
+            # FAMILY.TARGET.so, or FAMILY.TARGET.VARIANT.so for layers with their own options.
+            variant = "" if weight_dtype == "f32" else f".{weight_dtype}"
+            path = os.path.join(self.prebuilt, f"{family}.{self.target}{variant}.so")
             self._layers[key] = (path if os.path.exists(path)
                                  else CaseFailure(f"no prebuilt layer {path}"))
         if key not in self._layers:
@@ -241,7 +249,8 @@ def check_numeric(env, case):
     compared = ~near
     if spec.capacity and near.any():
         compared[np.argmax(near):] = False
-    bf16_math = case.dtype == "bf16w" or env.target == "cuda"
+    bf16_math = case.dtype == "bf16w" or (env.target == "cuda"
+                                          and case.dtype not in ROUNDED_ACTIVATIONS)
     tol = ((BF16_WEIGHTS_TOLERANCE if bf16_math else RELATIVE_TOLERANCE)
            * np.abs(r.output).max())
     err = np.abs(y.astype(np.float64) - r.output)[compared]

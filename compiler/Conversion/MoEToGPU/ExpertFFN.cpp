@@ -57,6 +57,11 @@ constexpr int64_t kWarpSize = 32;
 constexpr int64_t kGateUpCols = 64;
 constexpr int64_t kDownCols = 128;
 constexpr int64_t kStages = 4;
+// Every stage and tile starts on a 1024-byte boundary (WarpgroupMma.h).
+static_assert(wgmma::tileBytes(kGateUpCols) % 1024 == 0 &&
+                  wgmma::tileBytes(kDownCols) % 1024 == 0 &&
+                  wgmma::tileBytes(wgmma::kRows) % 1024 == 0,
+              "tiles keep the 1024-byte alignment of the shared memory");
 
 /// The FFN as the kernels see it: sizes, the expert weights, and where rows
 /// come from.

@@ -50,6 +50,12 @@ constexpr llvm::StringLiteral kTensorMapParamsAttr = "moe.tensor_map_params";
 /// Bytes of a [rows, kStageK] bf16 tile.
 constexpr int64_t tileBytes(int64_t rows) { return rows * kStageK * 2; }
 
+// The descriptors assume one 128-byte swizzle row per tile row (the K
+// slices are 32-byte steps inside it) and tiles on the swizzle pattern's
+// 1024-byte period (base offset 0).
+static_assert(kStageK * 2 == 128, "a tile row is one 128-byte swizzle row");
+static_assert(tileBytes(8) == 1024, "8 tile rows are one swizzle period");
+
 /// The kernel's dynamic shared memory (1024-byte aligned), declared once in
 /// `kernels`.
 Value sharedMemory(ImplicitLocOpBuilder &b, gpu::GPUModuleOp kernels);

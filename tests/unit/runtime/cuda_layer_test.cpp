@@ -314,11 +314,15 @@ int counter(const char *name) {
 
 // --- Layers compiled by moec ------------------------------------------------
 
-/// A family's example compiled with --target cuda into
-/// MOERT_CUDA_LAYER_DIR, reused while newer than moec unless `force`. ""
-/// when moec cannot build cuda layers here (no CUDA toolkit): `*why` says.
-std::string cudaLayer(const std::string &family, bool force, std::string *why) {
-  std::string dir = MOERT_CUDA_LAYER_DIR, out = dir + "/" + family + ".so";
+/// A family's example compiled with --target cuda (and --gpu-mma `mma`)
+/// into MOERT_CUDA_LAYER_DIR, reused while newer than moec unless `force`.
+/// "" when moec cannot build cuda layers here (no CUDA toolkit): `*why`
+/// says.
+std::string cudaLayer(const std::string &family, bool force, std::string *why,
+                      const std::string &mma = "sync") {
+  std::string dir = MOERT_CUDA_LAYER_DIR;
+  std::string out =
+      dir + "/" + family + (mma == "sync" ? "" : "." + mma) + ".so";
   std::error_code ec;
   auto moecTime = fs::last_write_time(MOEC, ec);
   if (ec)
@@ -330,7 +334,7 @@ std::string cudaLayer(const std::string &family, bool force, std::string *why) {
   std::string log = temp + ".log";
   std::string command = std::string(MOEC) + " compile " + MOE_SOURCE_DIR +
                         "/examples/" + family + "/config.json --target cuda" +
-                        " -o " + temp + " 2>" + log;
+                        " --gpu-mma " + mma + " -o " + temp + " 2>" + log;
   int raw = std::system(command.c_str());
   std::string errors = readFile(log);
   std::remove(log.c_str());
@@ -996,13 +1000,14 @@ TEST_CASE("cuda exec: concurrent forward calls on one layer", "[cuda-exec]") {
 // Hidden: the ctest fixture "runtime: compile cuda layers" runs it once per
 // ctest run, so that the layers follow the moec that was just built.
 TEST_CASE("compile the cuda layers the tests use", "[.compile-cuda-layers]") {
-  for (const char *family : kCompiledFamilies) {
-    std::string why;
-    if (cudaLayer(family, true, &why).empty()) {
-      WARN("no cuda layers compiled: " << why);
-      return;
+  for (const char *family : kCompiledFamilies)
+    for (const char *mma : {"sync", "wgmma"}) {
+      std::string why;
+      if (cudaLayer(family, true, &why, mma).empty()) {
+        WARN("no cuda layers compiled: " << why);
+        return;
+      }
     }
-  }
 }
 
 TEST_CASE("cuda layer: compiled examples replay their launch plan",
@@ -1133,6 +1138,148 @@ TEST_CASE("cuda layer: compiled examples replay their launch plan",
       CHECK(counter("fake_live") == 0);
     }
   }
+}
+
+TEST_CASE("cuda layer: wgmma examples pass tensor maps by value",
+          "[cuda-layer]") {
+  for (const char *family : kCompiledFamilies) {
+    SECTION(family) {
+      std::string why, so = cudaLayer(family, false, &why, "wgmma");
+      if (so.empty()) {
+        WARN("skipped: moec cannot compile cuda layers here: " << why);
+        return;
+      }
+      Shape s = shapeOf(family);
+      TempDir dir;
+      FakeDriver fake("h200");
+      ScopedEnv log("FAKE_CUDA_LAUNCH_LOG", dir.path("launches.log"));
+      std::string weights = examplePath(family, "model.safetensors");
+      std::string prefix = examplePrefix(family);
+      SafetensorsFile checkpoint = SafetensorsFile::open(weights);
+      {
+        Layer layer;
+        open(layer, so);
+        json metadata = json::parse(moert_layer_metadata(layer));
+        loadWeights(layer, weights, prefix);
+        // Every wgmma kernel asks for more than the default 48 KB.
+        CHECK(counter("fake_shared_opt_ins") >= (s.shared ? 4 : 2));
+        const json &args = metadata["arguments"];
+        std::vector<json> planLaunches;
+        size_t mapsPerCall = 0;
+        for (const json &step : metadata["cuda"]["steps"])
+          if (step.contains("launch")) {
+            planLaunches.push_back(step);
+            for (const json &arg : step["args"])
+              mapsPerCall += arg.contains("tensor_map");
+          }
+        CHECK(mapsPerCall == (s.shared ? 10u : 5u));
+
+        for (int64_t t : {1, 7, 300}) {
+          INFO(family << ", T = " << t);
+          std::remove(dir.path("launches.log").c_str());
+          int mapsBefore = counter("fake_tensor_maps");
+          std::vector<float> x = input(size_t(t * s.hidden), uint32_t(t));
+          forward(layer, x, t);
+          CHECK(counter("fake_tensor_maps") - mapsBefore == int(mapsPerCall));
+          std::vector<Launch> launches = readLaunches(dir.path("launches.log"));
+          REQUIRE(launches.size() == planLaunches.size());
+
+          const int64_t tile = 128;
+          int64_t rows = (t * s.k + s.experts * (tile - 1)) / tile * tile;
+          int64_t padded = (t + 63) / 64 * 64;
+          // Where each plan buffer is, from the descriptors around it.
+          std::map<size_t, int64_t> bufferAt;
+          for (size_t l = 0; l < launches.size(); ++l) {
+            const json &planArgs = planLaunches[l]["args"];
+            size_t p = 0;
+            for (const json &arg : planArgs) {
+              if (arg.contains("tensor_map")) {
+                ++p; // one logged word: the map's first
+                continue;
+              }
+              if (arg.contains("buffer"))
+                bufferAt[arg["buffer"].get<size_t>()] = launches[l].params[p + 1];
+              size_t rank = arg.contains("buffer")
+                                ? metadata["cuda"]["buffers"][arg["buffer"].get<size_t>()]["shape"].size()
+                                : args[arg["arg"].get<size_t>()]["shape"].size();
+              p += 3 + 2 * rank;
+            }
+            CHECK(p == launches[l].params.size());
+          }
+          for (size_t l = 0; l < launches.size(); ++l) {
+            const Launch &launch = launches[l];
+            INFO(launch.kernel);
+            CHECK(launch.kernel == planLaunches[l]["launch"]);
+            bool routed = launch.kernel.rfind("expert_", 0) == 0;
+            int64_t blockRows = (routed ? rows : padded) / 64;
+            int64_t width = routed ? s.width : s.shared;
+            if (launch.kernel.find("_gate_up_wgmma") != std::string::npos)
+              CHECK(launch.grid == std::array<uint64_t, 3>{
+                                       uint64_t(blockRows),
+                                       uint64_t((width + 63) / 64), 1});
+            else if (launch.kernel.find("_down_wgmma") != std::string::npos)
+              CHECK(launch.grid == std::array<uint64_t, 3>{
+                                       uint64_t(blockRows),
+                                       uint64_t((s.hidden + 127) / 128), 1});
+            else if (launch.kernel.find("_gather") != std::string::npos)
+              CHECK(launch.grid == std::array<uint64_t, 3>{
+                                       uint64_t(routed ? rows : padded), 1, 1});
+            else
+              continue;
+            CHECK(launch.block == std::array<uint64_t, 3>{128, 1, 1});
+            // Each map starts where its tensor is: a plan buffer, or the
+            // weights as uploaded (bf16).
+            const json &planArgs = planLaunches[l]["args"];
+            for (size_t a = 0; a < planArgs.size(); ++a) {
+              if (!planArgs[a].contains("tensor_map"))
+                continue;
+              const json &source = planArgs[a]["tensor_map"];
+              if (source.contains("buffer")) {
+                CHECK(launch.params[a] ==
+                      bufferAt.at(source["buffer"].get<size_t>()));
+                continue;
+              }
+              const json &arg = args[source["arg"].get<size_t>()];
+              REQUIRE(arg["dtype"] == "bf16");
+              std::string want;
+              std::string name = arg["name"];
+              if (name.find("{e}") == std::string::npos) {
+                want = converted(checkpoint, prefix + name, FloatFormat::BF16);
+              } else {
+                for (int64_t e = 0; e < s.experts; ++e) {
+                  std::string n = name;
+                  n.replace(n.find("{e}"), 3, std::to_string(e));
+                  want += converted(checkpoint, prefix + n, FloatFormat::BF16);
+                }
+              }
+              CHECK(deviceBytes(launch.params[a], want.size()) == want);
+            }
+          }
+        }
+      }
+      CHECK(counter("fake_live") == 0);
+    }
+  }
+}
+
+TEST_CASE("cuda layer: wgmma examples need a driver with tensor maps",
+          "[cuda-layer]") {
+  std::string why, so = cudaLayer("mixtral", false, &why, "wgmma");
+  if (so.empty()) {
+    WARN("skipped: moec cannot compile cuda layers here: " << why);
+    return;
+  }
+  FakeDriver fake("h200", MOERT_FAKE_LIBCUDA_NO_TENSOR_MAPS);
+  Layer layer;
+  open(layer, so);
+  // Opting in to the kernels' shared memory is the first thing missing.
+  moert_status status = moert_layer_load_weights(
+      layer, examplePath("mixtral", "model.safetensors").c_str(),
+      examplePrefix("mixtral").c_str());
+  CHECK(status == MOERT_ERROR_NO_DEVICE);
+  std::string message = moert_last_error();
+  CHECK(message.find("has no cuFuncSetAttribute") != std::string::npos);
+  CHECK(message.find("expert_ffn_") != std::string::npos);
 }
 
 TEST_CASE("cuda layer: compiled examples need an sm_90a device",

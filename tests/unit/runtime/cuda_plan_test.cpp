@@ -390,3 +390,67 @@ TEST_CASE("cuda plan: every malformed field is named", "[cuda-plan]") {
   CHECK(problem(panels) == "argument 'experts.{e}.w1.weight' has layout "
                            "'panels'; a cuda layer's weights are never packed");
 }
+
+TEST_CASE("cuda plan: tensor map arguments and dynamic shared memory",
+          "[cuda-plan]") {
+  // The ffn step as --gpu-mma wgmma launches it: maps of a bf16 buffer
+  // [rows, 32] and of the stacked bf16 weights [8, 32, 64].
+  json m = valid();
+  m["cuda"]["buffers"][4] = {{"dtype", "bf16"}, {"shape", {"T", 32}}};
+  json &ffn = m["cuda"]["steps"][1];
+  ffn["args"] = json::parse(R"([
+      {"tensor_map": {"buffer": 4}, "box": [64, 32]},
+      {"tensor_map": {"arg": 2}, "box": [1, 64, 64]},
+      {"buffer": 1}, {"buffer": 2}])");
+  ffn["shared_bytes"] = 98336;
+  std::shared_ptr<const CudaPlan> p = plan(m);
+  const PlanStep &step = p->steps[1];
+  CHECK(step.sharedBytes == 98336);
+  CHECK(p->steps[0].sharedBytes == 0);
+  REQUIRE(step.args.size() == 4);
+  CHECK(step.args[0].isTensorMap);
+  CHECK(step.args[0].isBuffer);
+  CHECK(step.args[0].index == 4);
+  CHECK(step.args[0].box == std::vector<uint32_t>{64, 32});
+  CHECK(step.args[1].isTensorMap);
+  CHECK(!step.args[1].isBuffer);
+  CHECK(step.args[1].box == std::vector<uint32_t>{1, 64, 64});
+  CHECK(!step.args[2].isTensorMap);
+
+  auto edited = [&](const std::string &pointer, json value) {
+    json e = m;
+    e[json::json_pointer(pointer)] = std::move(value);
+    return e;
+  };
+  const std::string arg0 = "cuda.steps[1].args[0]";
+  CHECK(problem(edited("/cuda/steps/1/args/0/box", {64})) ==
+        "field '" + arg0 + ".box' must be a list of 2 sizes (the tensor's rank)");
+  CHECK(problem(edited("/cuda/steps/1/args/0/box/0", 0)) ==
+        "field '" + arg0 + ".box[0]' is 0, outside 1..256");
+  CHECK(problem(edited("/cuda/steps/1/args/0/box/0", 257)) ==
+        "field '" + arg0 + ".box[0]' is 257, outside 1..256");
+  CHECK(problem(edited("/cuda/steps/1/args/0/box/1", 128)) ==
+        arg0 + ": boxes of 128 bf16 per row; the 128-byte swizzle takes a "
+               "multiple of 8, at most 64");
+  CHECK(problem(edited("/cuda/steps/1/args/0/box/1", 12)) ==
+        arg0 + ": boxes of 12 bf16 per row; the 128-byte swizzle takes a "
+               "multiple of 8, at most 64");
+  CHECK(problem(edited("/cuda/buffers/4/shape/1", 36)) ==
+        arg0 + ": rows of 36 bf16 are not a whole number of 16 bytes, which "
+               "TMA needs");
+  CHECK(problem(edited("/cuda/buffers/4/dtype", "f32")) ==
+        arg0 + " is a tensor map of a tensor that is not bf16");
+  CHECK(problem(edited("/cuda/steps/1/args/0/tensor_map", {{"arg", 1}})) ==
+        arg0 + " is a tensor map of a tensor that is not bf16");
+  CHECK(problem(edited("/cuda/steps/1/args/0/tensor_map", {{"buffer", 9}})) ==
+        arg0 + ".tensor_map refers to buffer 9 of 5");
+  CHECK(problem(edited("/cuda/steps/1/args/0",
+                       {{"tensor_map", {{"buffer", 4}}}})) ==
+        "'" + arg0 +
+            "' must be {\"tensor_map\": ref, \"box\": [sizes]}, found "
+            "{\"tensor_map\":{\"buffer\":4}}");
+  CHECK(problem(edited("/cuda/steps/1/shared_bytes", -1)) ==
+        "field 'cuda.steps[1].shared_bytes' must be an integer >= 0, found -1");
+  CHECK(problem(edited("/cuda/steps/1/shared_bytes", 2000000)) ==
+        "field 'cuda.steps[1].shared_bytes' is 2000000, more than 1048576");
+}

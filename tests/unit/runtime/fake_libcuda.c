@@ -461,7 +461,6 @@ static struct {
   CUfunction f;
   int bytes;
 } sharedLimits[64];
-static int sharedOptIns;
 
 #ifndef FAKE_NO_LAUNCH
 static int sharedLimit(CUfunction f) {
@@ -651,6 +650,8 @@ CUresult cuGraphDestroy(CUgraph graph) {
 /* Contexts retained + buffers + streams + modules + events + graphs (and
  * their instances) not yet released. */
 #ifndef FAKE_NO_TENSOR_MAPS
+static int sharedOptIns;
+
 CUresult cuFuncSetAttribute(CUfunction f, int attribute, int value) {
   NEED_CONTEXT;
   int most = mode("sm80") ? 166912 : 232448;
