@@ -1,7 +1,7 @@
 //===- moec.cpp - The moec compiler driver --------------------------------===//
 //
 //   moec compile CONFIG -o LAYER.so [--target cpu] [--emit moe|linalg|llvm|obj]
-//   moec compile CONFIG -o LAYER.so --target cuda [--emit moe|ptx]
+//   moec compile CONFIG -o LAYER.so --target cuda [--gpu-mma sync|wgmma] [--emit moe|ptx]
 //
 // CONFIG is a Hugging Face config.json or a .mlir file in the moe dialect.
 //
@@ -470,7 +470,8 @@ int main(int argc, char **argv) {
       "moec: an ahead-of-time compiler for Mixture-of-Experts layers\n\n"
       "  moec compile CONFIG -o LAYER.so [--target cpu] "
       "[--emit moe|linalg|llvm|obj]\n"
-      "  moec compile CONFIG -o LAYER.so --target cuda [--emit moe|ptx]\n");
+      "  moec compile CONFIG -o LAYER.so --target cuda [--gpu-mma sync|wgmma] "
+      "[--emit moe|ptx]\n");
   if (compileCommand)
     return compile();
   cl::PrintHelpMessage();
