@@ -80,6 +80,19 @@ EXAMPLES = {
 # DeepSeek keeps the correction bias in F32 even in BF16 checkpoints.
 F32_ALWAYS = ("gate.e_score_correction_bias",)
 
+# Larger shapes, generated where they are used (tests/e2e/run_e2e.py writes them into its scratch
+# directory) rather than kept in examples/: their matmuls run several pipeline stages of 64
+# inputs and end in partial tiles (hidden 704 = 11 x 64 = 5 x 128 + 64, expert width 400 =
+# 6 x 64 + 16, shared width 208 = 3 x 64 + 16), with a gated shared expert.
+LARGE = {
+    "qwen2_moe_wide": ("model.layers.0.mlp.", "model.layers.0.post_attention_layernorm.weight", {
+        "architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe",
+        "hidden_size": 704, "intermediate_size": 1024, "moe_intermediate_size": 400,
+        "shared_expert_intermediate_size": 208, "num_experts": 8, "num_experts_per_tok": 2,
+        "norm_topk_prob": False, "hidden_act": "silu", "num_hidden_layers": 1}),
+}
+ALL = {**EXAMPLES, **LARGE}
+
 
 def family_seed(family):
     return zlib.crc32(family.encode())
@@ -87,7 +100,7 @@ def family_seed(family):
 
 def make_tensors(family):
     """name -> float32 array for the whole example checkpoint."""
-    prefix, extra, cfg = EXAMPLES[family]
+    prefix, extra, cfg = ALL[family]
     spec = moe_reference.parse_config(cfg)
     rng = np.random.default_rng(family_seed(family))
     tensors = {}
@@ -103,8 +116,8 @@ def make_tensors(family):
     return tensors
 
 
-def write_example(family, out_dir, dtype):
-    prefix, _, cfg = EXAMPLES[family]
+def write_example(family, out_dir, dtype, config_only=False):
+    prefix, _, cfg = ALL[family]
     d = os.path.join(out_dir, family)
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "config.json"), "w") as f:
@@ -112,6 +125,8 @@ def write_example(family, out_dir, dtype):
         f.write("\n")
     with open(os.path.join(d, "prefix.txt"), "w") as f:
         f.write(prefix + "\n")
+    if config_only:
+        return d
     st_dtype = dtype.upper()
     encoded = {}
     for name, values in make_tensors(family).items():
@@ -129,11 +144,14 @@ def main():
     p = argparse.ArgumentParser(description="Generates the small runnable MoE examples.")
     p.add_argument("--out-dir", default=os.path.join(ROOT, "examples"))
     p.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="f32")
-    p.add_argument("--family", action="append", choices=list(EXAMPLES),
-                   help="only this family (repeatable); default: all")
+    p.add_argument("--family", action="append", choices=list(ALL),
+                   help="only this family (repeatable); default: every small example (the "
+                        "LARGE ones only by name)")
+    p.add_argument("--config-only", action="store_true",
+                   help="write config.json and prefix.txt only")
     a = p.parse_args()
     for family in a.family or EXAMPLES:
-        d = write_example(family, a.out_dir, a.dtype)
+        d = write_example(family, a.out_dir, a.dtype, a.config_only)
         size = sum(os.path.getsize(os.path.join(d, n)) for n in os.listdir(d))
         print(f"{d}: {size} bytes")
 

@@ -30,6 +30,15 @@ if [ "${1:-}" = --prepare ]; then
     "$src/build/bin/moec" compile "$src/examples/$family/config.json" --target cuda \
       --gpu-mma wgmma -o "$bundle/layers/$family.cuda.wgmma.so"
   done
+  # The large e2e shapes (their checkpoints are generated on the GPU machine by run_e2e.py).
+  "${PYTHON:-python3}" "$src/scripts/gen_example.py" --out-dir "$bundle/configs" --config-only \
+    --family qwen2_moe_wide >/dev/null
+  for family in qwen2_moe_wide; do
+    "$src/build/bin/moec" compile "$bundle/configs/$family/config.json" --target cuda \
+      -o "$bundle/layers/$family.cuda.so"
+    "$src/build/bin/moec" compile "$bundle/configs/$family/config.json" --target cuda \
+      --gpu-mma wgmma -o "$bundle/layers/$family.cuda.wgmma.so"
+  done
   for shape in mixtral-8x7b deepseek-v3; do
     "$src/build/bin/moec" compile "$src/examples/configs/$shape.json" --target cuda \
       -o "$bundle/layers/$shape.cuda.so"
@@ -68,7 +77,8 @@ cat "$out/device.txt"
 
 status=0
 # Every family's example: 1, 7, 64, 300 tokens, F32 and BF16 checkpoints (mma.sync kernels),
-# the BF16 checkpoint on the wgmma kernels, bad inputs.
+# the BF16 checkpoint on the wgmma kernels, bad inputs; and the large qwen2_moe_wide shape
+# (several pipeline stages, partial tiles) at 1, 64, 300 tokens.
 "$python" "$src/tests/e2e/run_e2e.py" --target cuda --prebuilt "$bundle/layers" \
   --bin-dir "$bundle/bin" >"$out/e2e.log" 2>&1 || status=$?
 tail -n 3 "$out/e2e.log"

@@ -13,6 +13,10 @@ reference reads the same rounded file):
     choice there changes later tokens' dropping);
   - s.json's "tokens_per_expert" must equal the reference's when no token is a near-tie (else,
     without capacity, only the totals must agree).
+The large shapes of scripts/gen_example.py (LARGE: qwen2_moe_wide, hidden 704, expert width
+400), generated into the scratch directory, run the same checks at 1, 64 and 300 tokens for
+the f32 and bf16a dtypes (cuda: f32, bf16, wgmma): matmuls over many K blocks that end in
+partial tiles.
 
 Bad-input cases, FAMILY/bad/WHAT: a checkpoint missing a tensor, with a wrong shape, with an I32
 tensor, truncated, or with a corrupt header; an input of the wrong shape or of float64; a
@@ -55,8 +59,12 @@ import gen_example  # noqa: E402
 import moe_reference as ref  # noqa: E402
 import safetensors_io as st  # noqa: E402
 
-FAMILIES = tuple(gen_example.EXAMPLES)
+FAMILIES = tuple(gen_example.EXAMPLES) + tuple(gen_example.LARGE)
 TOKENS = (1, 7, 64, 300)
+# The large shapes (gen_example.LARGE, generated into the scratch directory): fewer cases, no
+# bad inputs; what they add is matmuls over several pipeline stages with partial tiles.
+LARGE_TOKENS = (1, 64, 300)
+LARGE_CPU_DTYPES = ("f32", "bf16a")
 # f32, bf16: the checkpoint's dtype (the layer keeps f32 weights; the reference reads the same
 # rounded values). bf16w: an f32 checkpoint run by a layer compiled with --weight-dtype bf16,
 # which rounds the expert weights to bf16 at load time: compared with the f32 reference at the
@@ -110,6 +118,10 @@ def all_cases(target="cpu", prebuilt=None):
     dtypes = DTYPES if target == "cpu" else CUDA_DTYPES
     cases = []
     for f in FAMILIES:
+        if f in gen_example.LARGE:
+            large = LARGE_CPU_DTYPES if target == "cpu" else CUDA_DTYPES
+            cases += [Case(f"{f}/{d}/T{t}", f, t, d) for d in large for t in LARGE_TOKENS]
+            continue
         cases += [Case(f"{f}/{d}/T{t}", f, t, d) for d in dtypes for t in TOKENS]
         cases += [Case(f"{f}/bad/{what}", f, bad=what) for what in bad_inputs(f)]
     if not prebuilt:
@@ -129,6 +141,11 @@ class Env:
         self._layers, self._weights, self._ref_weights = {}, {}, {}
 
     def example(self, family, name):
+        if family in gen_example.LARGE:
+            d = os.path.join(self.work, "generated", family)
+            if not os.path.isdir(d):
+                gen_example.write_example(family, os.path.dirname(d), "f32")
+            return os.path.join(d, name)
         return os.path.join(ROOT, "examples", family, name)
 
     def config(self, family):

@@ -20,8 +20,9 @@ namespace mlir::moe::gpu_kernels {
 /// A pattern lowering `OpT` to kernels added to `kernels`.
 template <typename OpT>
 struct KernelPattern : OpRewritePattern<OpT> {
-  KernelPattern(MLIRContext *context, gpu::GPUModuleOp kernels)
-      : OpRewritePattern<OpT>(context), kernels(kernels) {}
+  KernelPattern(MLIRContext *context, gpu::GPUModuleOp kernels,
+                PatternBenefit benefit = 1)
+      : OpRewritePattern<OpT>(context, benefit), kernels(kernels) {}
   gpu::GPUModuleOp kernels;
 };
 

@@ -1,9 +1,10 @@
 //===- Routing.cpp - moe.router/topk/stats to GPU kernels -----------------===//
 //
 // The router's logits as a tiled f32 matmul (shared memory, a block per
-// 64 x 64 tile), then the per-token code of the CPU loops (compiler/
-// Conversion/MoEToLoops/Emitters.h) one thread per token: the softmax, the
-// selection. The counts and the capacity (a slot's rank in token order
+// 64 x 64 tile; sigmoid scores in its epilogue), then the per-token code of
+// the CPU loops (compiler/Conversion/MoEToLoops/Emitters.h) one thread per
+// token: the softmax and the selection, in one kernel when nothing else
+// reads the scores. The counts and the capacity (a slot's rank in token order
 // among its expert's) run as the dispatch's phases. All on the device, so a
 // forward never waits for the host.
 //
@@ -28,8 +29,8 @@ constexpr int64_t kThreadsPerRow = 16, kPerThread = kRouterTile / 16;
 static_assert(kThreadsPerRow * kThreadsPerRow == kRouterThreads);
 static_assert(kRouterTile * kRouterChunk % kRouterThreads == 0);
 
-/// router_logits(x, w, logits, scores): logits = x w^T (f32), and sigmoid
-/// scores when `sigmoid`. Each chunk of x's tile rows and w's tile rows is
+/// router_logits(x, w, logits[, scores]): logits = x w^T (f32), and the
+/// sigmoid scores when `sigmoid`. Each chunk of x's tile rows and w's tile rows is
 /// staged in shared memory (coalesced loads, out-of-range elements zero),
 /// so each operand is read from global memory once per block rather than
 /// once per output. Thread (ty, tx) owns tokens ty + 16 i and experts
@@ -42,13 +43,16 @@ gpu::GPUFuncOp createRouterLogitsKernel(OpBuilder &builder,
   MemRefType logitsType = bufferType(op.getLogits());
   int64_t hidden = op.getInput().getType().getDimSize(1);
   int64_t experts = op.getWeight().getType().getDimSize(0);
+  SmallVector<Type> args = {bufferType(op.getInput()),
+                            bufferType(op.getWeight()), logitsType};
+  if (sigmoid)
+    args.push_back(logitsType);
   return createKernel(
-      builder, kernels, "router_logits",
-      {bufferType(op.getInput()), bufferType(op.getWeight()), logitsType,
-       logitsType},
-      kRouterThreads, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
+      builder, kernels, "router_logits", args, kRouterThreads, op.getLoc(),
+      [&](LoopEmitter &em, ValueRange args) {
         auto &b = em.builder();
-        Value x = args[0], w = args[1], logits = args[2], scores = args[3];
+        Value x = args[0], w = args[1], logits = args[2];
+        Value scores = sigmoid ? args[3] : Value();
         auto func = cast<gpu::GPUFuncOp>(b.getInsertionBlock()->getParentOp());
         auto shared = MemRefType::get(
             {kRouterTile, kRouterChunk + 1}, em.f32(), MemRefLayoutAttrInterface(),
@@ -144,118 +148,188 @@ gpu::GPUFuncOp createRouterLogitsKernel(OpBuilder &builder,
       });
 }
 
+/// Host side: the router's logits (and its sigmoid scores) on the device.
+std::pair<Value, Value> emitRouterLogits(LoopEmitter &em, OpBuilder &builder,
+                                         gpu::GPUModuleOp kernels,
+                                         RouterOp op) {
+  bool sigmoid = op.getScoring() == ScoringFunc::sigmoid;
+  int64_t experts = op.getWeight().getType().getDimSize(0);
+  MemRefType logitsType = bufferType(op.getLogits());
+  gpu::GPUFuncOp kernel =
+      createRouterLogitsKernel(builder, kernels, op, sigmoid);
+  Value x = em.toBuffer(op.getInput());
+  Value tokens = em.dim(x, 0);
+  Value logits = deviceAlloc(em, logitsType, {tokens});
+  Value scores = sigmoid ? deviceAlloc(em, logitsType, {tokens}) : Value();
+  SmallVector<Value> operands = {x, em.toBuffer(op.getWeight()), logits};
+  if (scores)
+    operands.push_back(scores);
+  launch(em, kernel,
+         arith::CeilDivUIOp::create(em.builder(), tokens,
+                                    em.index(kRouterTile)),
+         operands, em.index(llvm::divideCeilSigned(experts, kRouterTile)));
+  return {logits, scores};
+}
+
 struct RouterToGPU : KernelPattern<RouterOp> {
   using KernelPattern::KernelPattern;
 
   LogicalResult matchAndRewrite(RouterOp op,
                                 PatternRewriter &rewriter) const override {
     int64_t experts = op.getWeight().getType().getDimSize(0);
-    bool softmax = op.getScoring() == ScoringFunc::softmax;
     MemRefType logitsType = bufferType(op.getLogits());
-    gpu::GPUFuncOp logitsKernel =
-        createRouterLogitsKernel(rewriter, kernels, op, /*sigmoid=*/!softmax);
-    // router_softmax(logits, scores): one thread per token.
-    gpu::GPUFuncOp softmaxKernel;
-    if (softmax)
-      softmaxKernel = createKernel(
+    LoopEmitter em(rewriter, op.getLoc());
+    auto [logits, scores] = emitRouterLogits(em, rewriter, kernels, op);
+    if (!scores) {
+      // router_softmax(logits, scores): one thread per token.
+      gpu::GPUFuncOp softmax = createKernel(
           rewriter, kernels, "router_softmax", {logitsType, logitsType},
           kTokenBlock, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
             forThisToken(em, em.dim(args[0], 0), [&](Value t) {
               emitSoftmaxRow(em, args[0], args[1], t, em.index(experts));
             });
           });
-
-    LoopEmitter em(rewriter, op.getLoc());
-    Value x = em.toBuffer(op.getInput());
-    Value tokens = em.dim(x, 0);
-    Value logits = deviceAlloc(em, logitsType, {tokens});
-    Value scores = deviceAlloc(em, logitsType, {tokens});
-    launch(em, logitsKernel,
-           arith::CeilDivUIOp::create(em.builder(), tokens,
-                                      em.index(kRouterTile)),
-           {x, em.toBuffer(op.getWeight()), logits, scores},
-           em.index(llvm::divideCeilSigned(experts, kRouterTile)));
-    if (softmax)
-      launch(em, softmaxKernel, tokenBlocks(em, tokens), {logits, scores});
+      Value tokens = em.dim(logits, 0);
+      scores = deviceAlloc(em, logitsType, {tokens});
+      launch(em, softmax, tokenBlocks(em, tokens), {logits, scores});
+    }
     rewriter.replaceOp(op, {em.toTensor(logits, op.getLogits().getType()),
                             em.toTensor(scores, op.getScores().getType())});
     return success();
   }
 };
 
+/// moe.topk's selection and capacity phases, launched where `em` is:
+/// `topk` reads the scores `input` ([T, E]); with `softmax`, `input` holds
+/// the logits and `router_softmax_topk` scores each token in the same
+/// thread before selecting (the CPU's code either way). Returns the
+/// weights and indices buffers.
+std::pair<Value, Value> emitTopK(LoopEmitter &em, OpBuilder &builder,
+                                 gpu::GPUModuleOp kernels, TopKOp op,
+                                 Value input, bool softmax) {
+  bool biased = bool(op.getSelectionBias());
+  int64_t numExperts = op.getScores().getType().getDimSize(1);
+  MemRefType weightsType = bufferType(op.getWeights());
+  MemRefType indicesType = bufferType(op.getIndices());
+  // topk(scores, [bias,] weights, indices)
+  SmallVector<Type> args = {bufferType(op.getScores())};
+  if (biased)
+    args.push_back(bufferType(op.getSelectionBias()));
+  args.append({weightsType, indicesType});
+  gpu::GPUFuncOp select = createKernel(
+      builder, kernels, softmax ? "router_softmax_topk" : "topk", args,
+      kTokenBlock, op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
+        Value scores = args[0];
+        Value bias = biased ? args[1] : Value();
+        Value weights = args[args.size() - 2], indices = args.back();
+        SelectionScratch scratch = allocSelectionScratch(em, op);
+        Value row = softmax ? em.scratch(MemRefType::get({1, numExperts},
+                                                         em.f32()))
+                            : Value();
+        forThisToken(em, em.dim(scores, 0), [&](Value t) {
+          if (!softmax)
+            return emitTopKRow(em, op, scratch, scores, t, bias, weights,
+                               indices, t);
+          Value first = em.index(0);
+          emitSoftmaxRow(em, scores, t, row, first, em.index(numExperts));
+          emitTopKRow(em, op, scratch, row, first, bias, weights, indices, t);
+        });
+      });
+  // The capacity as the dispatch's phases: a histogram per chunk of
+  // slots, ranks per expert, then each chunk drops the slots ranked at or
+  // past the capacity (token order, as the CPU).
+  MemRefType countsType = chunkCountsType(builder.getContext(), numExperts);
+  gpu::GPUFuncOp histogram, ranks, capacity;
+  if (op.getCapacity() > 0) {
+    histogram = createChunkHistogramKernel(builder, kernels,
+                                           "capacity_histogram", indicesType,
+                                           numExperts, op.getLoc());
+    ranks = createKernel(
+        builder, kernels, "capacity_ranks", {countsType}, kTokenBlock,
+        op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
+          forThisThread(em, em.index(numExperts),
+                        [&](Value e) { emitChunkRanks(em, args[0], e); });
+        });
+    capacity = createKernel(
+        builder, kernels, "capacity_apply",
+        {weightsType, indicesType, countsType}, kTokenBlock, op.getLoc(),
+        [&](LoopEmitter &em, ValueRange args) {
+          forThisThread(em, em.dim(args[2], 0), [&](Value c) {
+            emitChunkCapacity(em, args[1], args[0], args[2], c,
+                              op.getCapacity());
+          });
+        });
+  }
+
+  Value tokens = em.dim(input, 0);
+  Value weights = deviceAlloc(em, weightsType, {tokens});
+  Value indices = deviceAlloc(em, indicesType, {tokens});
+  SmallVector<Value> operands = {input};
+  if (biased)
+    operands.push_back(em.toBuffer(op.getSelectionBias()));
+  operands.append({weights, indices});
+  launch(em, select, tokenBlocks(em, tokens), operands);
+  if (capacity) {
+    Value chunks = emitSlotChunks(em, indices);
+    Value counts = deviceAlloc(em, countsType, {chunks});
+    Value chunkBlocks = tokenBlocks(em, chunks);
+    launch(em, histogram, chunkBlocks, {indices, counts});
+    launch(em, ranks, tokenBlocks(em, em.index(numExperts)), {counts});
+    launch(em, capacity, chunkBlocks, {weights, indices, counts});
+    gpu::DeallocOp::create(em.builder(), /*asyncToken=*/Type(), ValueRange{},
+                           counts);
+  }
+  return {weights, indices};
+}
+
 struct TopKToGPU : KernelPattern<TopKOp> {
   using KernelPattern::KernelPattern;
 
   LogicalResult matchAndRewrite(TopKOp op,
                                 PatternRewriter &rewriter) const override {
-    bool biased = bool(op.getSelectionBias());
-    MemRefType weightsType = bufferType(op.getWeights());
-    MemRefType indicesType = bufferType(op.getIndices());
-    // topk(scores, [bias,] weights, indices)
-    SmallVector<Type> args = {bufferType(op.getScores())};
-    if (biased)
-      args.push_back(bufferType(op.getSelectionBias()));
-    args.append({weightsType, indicesType});
-    gpu::GPUFuncOp select = createKernel(
-        rewriter, kernels, "topk", args, kTokenBlock, op.getLoc(),
-        [&](LoopEmitter &em, ValueRange args) {
-          Value scores = args[0];
-          Value bias = biased ? args[1] : Value();
-          Value weights = args[args.size() - 2], indices = args.back();
-          SelectionScratch scratch = allocSelectionScratch(em, op);
-          forThisToken(em, em.dim(scores, 0), [&](Value t) {
-            emitTopKRow(em, op, scratch, scores, t, bias, weights, indices, t);
-          });
-        });
-    // The capacity as the dispatch's phases: a histogram per chunk of
-    // slots, ranks per expert, then each chunk drops the slots ranked at or
-    // past the capacity (token order, as the CPU).
-    int64_t numExperts = op.getScores().getType().getDimSize(1);
-    MemRefType countsType = chunkCountsType(getContext(), numExperts);
-    gpu::GPUFuncOp histogram, ranks, capacity;
-    if (op.getCapacity() > 0) {
-      histogram = createChunkHistogramKernel(rewriter, kernels,
-                                             "capacity_histogram", indicesType,
-                                             numExperts, op.getLoc());
-      ranks = createKernel(
-          rewriter, kernels, "capacity_ranks", {countsType}, kTokenBlock,
-          op.getLoc(), [&](LoopEmitter &em, ValueRange args) {
-            forThisThread(em, em.index(numExperts),
-                          [&](Value e) { emitChunkRanks(em, args[0], e); });
-          });
-      capacity = createKernel(
-          rewriter, kernels, "capacity_apply",
-          {weightsType, indicesType, countsType}, kTokenBlock, op.getLoc(),
-          [&](LoopEmitter &em, ValueRange args) {
-            forThisThread(em, em.dim(args[2], 0), [&](Value c) {
-              emitChunkCapacity(em, args[1], args[0], args[2], c,
-                                op.getCapacity());
-            });
-          });
-    }
-
     LoopEmitter em(rewriter, op.getLoc());
-    Value scores = em.toBuffer(op.getScores());
-    Value tokens = em.dim(scores, 0);
-    Value weights = deviceAlloc(em, weightsType, {tokens});
-    Value indices = deviceAlloc(em, indicesType, {tokens});
-    SmallVector<Value> operands = {scores};
-    if (biased)
-      operands.push_back(em.toBuffer(op.getSelectionBias()));
-    operands.append({weights, indices});
-    launch(em, select, tokenBlocks(em, tokens), operands);
-    if (capacity) {
-      Value chunks = emitSlotChunks(em, indices);
-      Value counts = deviceAlloc(em, countsType, {chunks});
-      Value chunkBlocks = tokenBlocks(em, chunks);
-      launch(em, histogram, chunkBlocks, {indices, counts});
-      launch(em, ranks, tokenBlocks(em, em.index(numExperts)), {counts});
-      launch(em, capacity, chunkBlocks, {weights, indices, counts});
-      gpu::DeallocOp::create(em.builder(), /*asyncToken=*/Type(), ValueRange{},
-                             counts);
-    }
+    auto [weights, indices] =
+        emitTopK(em, rewriter, kernels, op, em.toBuffer(op.getScores()),
+                 /*softmax=*/false);
     rewriter.replaceOp(op, {em.toTensor(weights, op.getWeights().getType()),
                             em.toTensor(indices, op.getIndices().getType())});
+    return success();
+  }
+};
+
+/// A softmax moe.router whose only reader is a moe.topk (no aux loss, as
+/// the CPU's fused routing): the logits kernel, then the scoring and the
+/// selection in one kernel per token, so the [T, E] scores never reach
+/// memory and one launch goes. Rooted at the router, which the conversion
+/// visits first; the selection bias must be defined before it.
+struct FusedRoutingToGPU : KernelPattern<RouterOp> {
+  FusedRoutingToGPU(MLIRContext *context, gpu::GPUModuleOp kernels)
+      : KernelPattern(context, kernels, /*benefit=*/2) {}
+
+  LogicalResult matchAndRewrite(RouterOp router,
+                                PatternRewriter &rewriter) const override {
+    if (router.getScoring() != ScoringFunc::softmax)
+      return rewriter.notifyMatchFailure(router, "sigmoid scores are fused "
+                                                 "into the logits kernel");
+    if (!router.getLogits().use_empty() || !router.getScores().hasOneUse())
+      return rewriter.notifyMatchFailure(router, "results with other users");
+    auto op = dyn_cast<TopKOp>(*router.getScores().getUsers().begin());
+    if (!op)
+      return rewriter.notifyMatchFailure(router, "not feeding a moe.topk");
+    Value biasTensor = op.getSelectionBias();
+    Operation *biasDef = biasTensor ? biasTensor.getDefiningOp() : nullptr;
+    if (biasDef && biasDef->getBlock() == router->getBlock() &&
+        !biasDef->isBeforeInBlock(router))
+      return rewriter.notifyMatchFailure(router, "bias defined after it");
+    LoopEmitter em(rewriter, router.getLoc());
+    Value logits = emitRouterLogits(em, rewriter, kernels, router).first;
+    auto [weights, indices] =
+        emitTopK(em, rewriter, kernels, op, logits, /*softmax=*/true);
+    gpu::DeallocOp::create(em.builder(), /*asyncToken=*/Type(), ValueRange{},
+                           logits);
+    rewriter.replaceOp(op, {em.toTensor(weights, op.getWeights().getType()),
+                            em.toTensor(indices, op.getIndices().getType())});
+    rewriter.eraseOp(router);
     return success();
   }
 };
@@ -303,6 +377,6 @@ struct StatsToGPU : KernelPattern<StatsOp> {
 
 void mlir::moe::populateRoutingToGPUPatterns(RewritePatternSet &patterns,
                                              gpu::GPUModuleOp kernels) {
-  patterns.add<RouterToGPU, TopKToGPU, StatsToGPU>(patterns.getContext(),
-                                                   kernels);
+  patterns.add<FusedRoutingToGPU, RouterToGPU, TopKToGPU, StatsToGPU>(
+      patterns.getContext(), kernels);
 }

@@ -14,9 +14,14 @@
 
 namespace mlir::moe {
 
-/// scores[t, :] = softmax(logits[t, :]) over `experts` (max-subtracted).
-void emitSoftmaxRow(LoopEmitter &em, Value logits, Value scores, Value t,
-                    Value experts);
+/// scores[scoreRow, :] = softmax(logits[t, :]) over `experts`
+/// (max-subtracted).
+void emitSoftmaxRow(LoopEmitter &em, Value logits, Value t, Value scores,
+                    Value scoreRow, Value experts);
+inline void emitSoftmaxRow(LoopEmitter &em, Value logits, Value scores,
+                           Value t, Value experts) {
+  emitSoftmaxRow(em, logits, t, scores, t, experts);
+}
 
 /// One token's selection scratch (selection scores, taken flags, and the
 /// group scores and flags for group-limited selection).

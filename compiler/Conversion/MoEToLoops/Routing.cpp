@@ -171,8 +171,8 @@ struct TopKToLoops : OpRewritePattern<TopKOp> {
 };
 } // namespace
 
-void mlir::moe::emitSoftmaxRow(LoopEmitter &em, Value logits, Value scores,
-                               Value t, Value experts) {
+void mlir::moe::emitSoftmaxRow(LoopEmitter &em, Value logits, Value t,
+                               Value scores, Value scoreRow, Value experts) {
   Value m = em.reduce(em.index(0), experts, {em.f32(kNegInf)},
                       [&](Value e, ValueRange acc) -> SmallVector<Value> {
                         return {maximum(em, acc[0], em.load(logits, {t, e}))};
@@ -182,13 +182,14 @@ void mlir::moe::emitSoftmaxRow(LoopEmitter &em, Value logits, Value scores,
       [&](Value e) {
         Value v = em.exp(arith::SubFOp::create(em.builder(),
                                                em.load(logits, {t, e}), m));
-        em.store(v, scores, {t, e});
+        em.store(v, scores, {scoreRow, e});
         return v;
       },
       /*fast=*/false);
   em.forEach(0, experts, [&](Value e) {
-    em.store(arith::DivFOp::create(em.builder(), em.load(scores, {t, e}), total),
-             scores, {t, e});
+    em.store(arith::DivFOp::create(em.builder(),
+                                   em.load(scores, {scoreRow, e}), total),
+             scores, {scoreRow, e});
   });
 }
 

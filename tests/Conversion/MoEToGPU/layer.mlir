@@ -6,12 +6,16 @@
 
 // CHECK-LABEL: func.func @qwen2
 // CHECK:       %[[T:.*]] = memref.dim %{{.*}}, %c0 : memref<?x64xf32>
-// The router's logits a block per 64 tokens x 64 experts, the softmax a
-// thread per token.
+// The router's logits a block per 64 tokens x 64 experts; the softmax and
+// the selection in one kernel, a thread per token (nothing else reads the
+// scores, so they never reach memory).
+// CHECK:       %[[LOGITS:.*]] = gpu.alloc  (%[[T]]) : memref<?x8xf32>
 // CHECK:       %[[TILES_T:.*]] = arith.ceildivui %[[T]], %c64{{[_0-9]*}} : index
 // CHECK:       gpu.launch_func  @moe_kernels::@router_logits blocks in (%[[TILES_T]], %c1{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c256
-// CHECK:       gpu.launch_func  @moe_kernels::@router_softmax
-// CHECK:       gpu.launch_func  @moe_kernels::@topk
+// CHECK-SAME:    args({{.*}} : memref<?x64xf32>, {{.*}} : memref<8x64xf32>, %[[LOGITS]] : memref<?x8xf32>)
+// CHECK-NOT:   @router_softmax(
+// CHECK:       gpu.launch_func  @moe_kernels::@router_softmax_topk {{.*}} args(%[[LOGITS]] : memref<?x8xf32>,
+// CHECK:       gpu.dealloc  %[[LOGITS]]
 // CHECK:       %[[SLOTS:.*]] = arith.muli %{{.*}}, %c2{{[_0-9]*}} : index
 // CHECK:       %[[PADDED:.*]] = arith.addi %[[SLOTS]], %c1016 : index
 // CHECK:       %[[TILES:.*]] = arith.divui %[[PADDED]], %c128{{[_0-9]*}} : index
@@ -57,12 +61,12 @@
 // CHECK-COUNT-4: memref.load %[[XS]]
 // CHECK-COUNT-16: math.fma
 // CHECK:         gpu.barrier
-// CHECK:       gpu.func @router_softmax(
-// CHECK:         math.exp
-// CHECK:       gpu.func @topk(
-// Per-thread selection scratch.
+// CHECK:       gpu.func @router_softmax_topk(
+// Per-thread selection scratch and the token's scores.
 // CHECK:         memref.alloca() {alignment = 64 : i64} : memref<8xf32>
 // CHECK:         memref.alloca() {alignment = 64 : i64} : memref<8xi8>
+// CHECK:         memref.alloca() {alignment = 64 : i64} : memref<1x8xf32>
+// CHECK:         math.exp
 // CHECK:       gpu.func @dispatch_histogram({{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // CHECK:       gpu.func @dispatch_offsets({{.*}}) kernel attributes {known_block_size = array<i32: 256, 1, 1>}
 // Ranks and fills, a barrier, the padded scan on one thread, a barrier, the
@@ -102,7 +106,7 @@ func.func @qwen2(%x: tensor<?x64xf32>, %r: tensor<8x64xf32>, %g: tensor<8x32x64x
 // dispatch's phases rank each slot among its expert's (a thread per chunk of
 // slots, per expert, per chunk).
 // CHECK-LABEL: func.func @switch
-// CHECK:       gpu.launch_func  @moe_kernels::@topk blocks
+// CHECK:       gpu.launch_func  @moe_kernels::@router_softmax_topk blocks
 // CHECK:       %[[CHUNKS:.*]] = arith.ceildivui %{{.*}}, %c256{{[_0-9]*}} : index
 // CHECK:       %[[COUNTS:.*]] = gpu.alloc  (%[[CHUNKS]]) : memref<?x8xi32>
 // CHECK:       gpu.launch_func  @moe_kernels::@capacity_histogram
@@ -117,6 +121,27 @@ func.func @switch(%x: tensor<?x64xf32>, %r: tensor<8x64xf32>, %wi: tensor<8x48x6
       : (tensor<?x64xf32>, tensor<8x64xf32>, tensor<8x48x64xf32>, tensor<8x64x48xf32>)
       -> (tensor<?x64xf32>, tensor<8xi64>)
   return %y, %n : tensor<?x64xf32>, tensor<8xi64>
+}
+
+// -----
+
+// Scores read by more than the selection: the softmax is a kernel of its
+// own; sigmoid scores come from the logits kernel's epilogue.
+// CHECK-LABEL: func.func @router_alone
+// CHECK:       gpu.launch_func  @moe_kernels::@router_logits {{.*}} args({{.*}} : memref<?x64xf32>, {{.*}} : memref<8x64xf32>, {{.*}} : memref<?x8xf32>)
+// CHECK:       gpu.launch_func  @moe_kernels::@router_softmax {{.*}} args({{.*}} : memref<?x8xf32>, {{.*}} : memref<?x8xf32>)
+// CHECK:       gpu.launch_func  @moe_kernels::@router_logits_0 {{.*}} args({{.*}} : memref<?x64xf32>, {{.*}} : memref<8x64xf32>, {{.*}} : memref<?x8xf32>, {{.*}} : memref<?x8xf32>)
+// CHECK:       gpu.launch_func  @moe_kernels::@topk
+// CHECK:       gpu.func @router_logits_0(
+// CHECK:         math.exp
+func.func @router_alone(%x: tensor<?x64xf32>, %r: tensor<8x64xf32>)
+    -> (tensor<?x8xf32>, tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>) {
+  %logits, %scores = moe.router %x, %r scoring = softmax
+      : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x8xf32>, tensor<?x8xf32>
+  %l2, %s2 = moe.router %x, %r scoring = sigmoid
+      : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x8xf32>, tensor<?x8xf32>
+  %w, %idx = moe.topk %s2 k = 2 : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return %logits, %scores, %w, %idx : tensor<?x8xf32>, tensor<?x8xf32>, tensor<?x2xf32>, tensor<?x2xi32>
 }
 
 // -----

@@ -379,8 +379,8 @@ Shape shapeOf(const std::string &family) {
 }
 
 /// The launches of the GPU pipeline (docs/gpu.md) for T, from the formulas:
-/// the router's logits one thread per (token, expert), softmax and top-k one
-/// per token, in blocks of 128; the combine one per output element (a block
+/// the router's logits a block per 64 x 64 tile, softmax and top-k in one
+/// kernel a thread per token, in blocks of 128; the combine one per output element (a block
 /// per token and 128 columns); the
 /// dispatch and the statistics over chunks of 256 slots (a thread each, in
 /// blocks of 128), the dispatch's ranks in one block of 256; its rows
@@ -399,9 +399,11 @@ std::vector<Expected> pipelineLaunches(const Shape &s, int64_t t) {
       {"router_logits",
        {uint64_t(ceilDiv(t, 64)), uint64_t(ceilDiv(E, 64)), 1},
        {256, 1, 1},
-       {{t, H}, {E, H}, {t, E}, {t, E}}},
-      {"router_softmax", {tokenBlocks, 1, 1}, {128, 1, 1}, {{t, E}, {t, E}}},
-      {"topk", {tokenBlocks, 1, 1}, {128, 1, 1}, {{t, E}, {t, k}, {t, k}}},
+       {{t, H}, {E, H}, {t, E}}},
+      {"router_softmax_topk",
+       {tokenBlocks, 1, 1},
+       {128, 1, 1},
+       {{t, E}, {t, k}, {t, k}}},
       {"dispatch_histogram",
        {chunkBlocks, 1, 1},
        {128, 1, 1},
