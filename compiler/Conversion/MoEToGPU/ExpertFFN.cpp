@@ -18,7 +18,8 @@
 //  - sync: one warp per block, `mma.sync` m16n8k16 with both operands read
 //    from global memory (any sm_80+ GPU).
 //  - warpgroup (sm_90a): a gather kernel first copies the rows' x, rounded
-//    to bf16, into a row-ordered buffer (TMA cannot gather rows); then one
+//    to bf16, into a row-ordered buffer (TMA cannot gather rows; padding
+//    rows are left unwritten, their results never read); then one
 //    warpgroup per 64 rows x kGateUpCols (kDownCols) columns runs
 //    `wgmma.mma_async` on tiles that TMA copies into shared memory, a
 //    pipeline of kStages tiles of 64 inputs (WarpgroupMma.h). Rows and
@@ -511,7 +512,10 @@ WarpgroupKernels createWarpgroupFFNKernels(OpBuilder &builder,
   size_t matrices = spec.gate ? 2 : 1;
   WarpgroupKernels k;
 
-  // xs[r] = bf16(x[token of r]), zeros for padding rows.
+  // xs[r] = bf16(x[token of r]). Padding rows are not written: no real
+  // row reads them (a matmul's rows are independent) and their results are
+  // never combined, so a decode step does not write R_max rows of zeros
+  // (DeepSeek-V3 at one token: 466 MB).
   SmallVector<Type> gatherArgs = {spec.xType};
   if (spec.routed)
     gatherArgs.push_back(spec.slotsType);
@@ -523,29 +527,30 @@ WarpgroupKernels createWarpgroupFFNKernels(OpBuilder &builder,
         auto &b = em.builder();
         Value x = args[0], xs = args.back();
         Value row = gpu::BlockIdOp::create(b, gpu::Dimension::x);
-        Value token, used;
+        Value used;
+        std::function<Value()> token;
         if (spec.routed) {
           Value slot = memref::LoadOp::create(b, args[1], ValueRange{row});
-          token = tokenOf(em, slot, spec.k);
           used = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, slot,
                                        em.i32(0));
+          token = [&em, slot, &spec] { return tokenOf(em, slot, spec.k); };
         } else {
-          Value tokens = em.dim(x, 0);
           used = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, row,
-                                       tokens);
-          token = arith::MinUIOp::create(
-              b, row, arith::SubIOp::create(b, tokens, em.index(1)));
+                                       em.dim(x, 0));
+          token = [row] { return row; };
         }
-        forEachOfBlock(em, wgmma::kThreads, em.index(spec.hidden),
-                       [&](Value i) {
-                         Value v = em.load(x, {token, i});
-                         if (!v.getType().isF32())
-                           v = arith::ExtFOp::create(b, em.f32(), v);
-                         v = arith::SelectOp::create(b, used, v, em.f32(0.0));
-                         memref::StoreOp::create(
-                             b, arith::TruncFOp::create(b, b.getBF16Type(), v),
-                             xs, ValueRange{row, i});
-                       });
+        em.ifThen(used, [&] {
+          Value t = token();
+          forEachOfBlock(em, wgmma::kThreads, em.index(spec.hidden),
+                         [&](Value i) {
+                           Value v = em.load(x, {t, i});
+                           Type bf16 = b.getBF16Type();
+                           if (v.getType() != bf16)
+                             v = arith::TruncFOp::create(b, bf16, v);
+                           memref::StoreOp::create(b, v, xs,
+                                                   ValueRange{row, i});
+                         });
+        });
       });
 
   auto markMaps = [&](gpu::GPUFuncOp func, int64_t count) {

@@ -33,9 +33,11 @@
 
 // CHECK:       gpu.module @moe_kernels
 // CHECK:       llvm.mlir.global external @moe_wgmma_shared() {addr_space = 3 : i32, alignment = 1024 : i64} : !llvm.array<0 x i8>
+// Real rows only (slot >= 0): padding rows are never read for real rows.
 // CHECK:       gpu.func @expert_ffn_gather
-// CHECK:         arith.select
-// CHECK:         arith.truncf {{.*}} : f32 to bf16
+// CHECK:         arith.cmpi sge
+// CHECK:         scf.if
+// CHECK:           arith.truncf {{.*}} : f32 to bf16
 // CHECK:       gpu.func @expert_ffn_gate_up_wgmma(%[[MX:.*]]: !llvm.ptr, %[[MG:.*]]: !llvm.ptr, %[[MU:.*]]: !llvm.ptr, {{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>, moe.tensor_map_params = 3 : i64}
 // Thread 0 sets up the stages' barriers and issues the first copies:
 // x's rows (k, row), the weights' rows (k, column, expert).
@@ -93,8 +95,9 @@ func.func @gated(%x: tensor<?x64xf32>, %rows: tensor<?xi32>, %tiles: tensor<?xi3
 // CHECK:       gpu.launch_func  @moe_kernels::@shared_ffn_down_wgmma
 // CHECK-SAME:    args({{.*}} : !llvm.ptr, {{.*}} : !llvm.ptr, {{.*}} : memref<?x64xf32>, {{.*}} : memref<1x64xf32>, {{.*}} : memref<?x64xf32>)
 // CHECK:       gpu.func @shared_ffn_gather
-// The rows past the last token are zeros.
+// The rows past the last token are not written.
 // CHECK:         arith.cmpi ult
+// CHECK:         scf.if
 // CHECK:       gpu.func @shared_ffn_gate_up_wgmma({{.*}}) kernel attributes {{{.*}}moe.tensor_map_params = 2 : i64}
 // CHECK-COUNT-4:   nvvm.wgmma.mma_async {{.*}} <m = 64, n = 64, k = 16>
 // CHECK:       gpu.func @shared_ffn_down_wgmma
