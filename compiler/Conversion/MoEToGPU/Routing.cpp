@@ -311,16 +311,9 @@ struct FusedRoutingToGPU : KernelPattern<RouterOp> {
     if (router.getScoring() != ScoringFunc::softmax)
       return rewriter.notifyMatchFailure(router, "sigmoid scores are fused "
                                                  "into the logits kernel");
-    if (!router.getLogits().use_empty() || !router.getScores().hasOneUse())
-      return rewriter.notifyMatchFailure(router, "results with other users");
-    auto op = dyn_cast<TopKOp>(*router.getScores().getUsers().begin());
+    TopKOp op = matchFusedRouting(router, rewriter);
     if (!op)
-      return rewriter.notifyMatchFailure(router, "not feeding a moe.topk");
-    Value biasTensor = op.getSelectionBias();
-    Operation *biasDef = biasTensor ? biasTensor.getDefiningOp() : nullptr;
-    if (biasDef && biasDef->getBlock() == router->getBlock() &&
-        !biasDef->isBeforeInBlock(router))
-      return rewriter.notifyMatchFailure(router, "bias defined after it");
+      return failure();
     LoopEmitter em(rewriter, router.getLoc());
     Value logits = emitRouterLogits(em, rewriter, kernels, router).first;
     auto [weights, indices] =

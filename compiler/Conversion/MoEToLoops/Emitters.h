@@ -12,6 +12,8 @@
 
 #include "compiler/Conversion/MoEToLoops/LoopEmitter.h"
 
+#include "mlir/IR/PatternMatch.h"
+
 namespace mlir::moe {
 
 /// scores[scoreRow, :] = softmax(logits[t, :]) over `experts`
@@ -29,6 +31,12 @@ struct SelectionScratch {
   Value sel, taken, groupScore, groupTaken;
 };
 SelectionScratch allocSelectionScratch(LoopEmitter &em, TopKOp op);
+
+/// The moe.topk that is the only reader of `router`'s results (its scores;
+/// the logits unused), with its selection bias defined before the router:
+/// what the fused routing lowerings (CPU and GPU) take in one rewrite
+/// rooted at the router. Otherwise null, with the reason on `rewriter`.
+TopKOp matchFusedRouting(RouterOp router, RewriterBase &rewriter);
 
 /// moe.topk for one token: from its scores (row `scoreRow` of `scores`),
 /// weights[outRow, :] and indices[outRow, :] (docs/dialect.md, "Selection"),

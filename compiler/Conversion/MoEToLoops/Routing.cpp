@@ -79,16 +79,10 @@ struct FusedRoutingToLoops : OpRewritePattern<RouterOp> {
 
   LogicalResult matchAndRewrite(RouterOp router,
                                 PatternRewriter &rewriter) const override {
-    if (!router.getLogits().use_empty() || !router.getScores().hasOneUse())
-      return rewriter.notifyMatchFailure(router, "results with other users");
-    auto op = dyn_cast<TopKOp>(*router.getScores().getUsers().begin());
+    TopKOp op = matchFusedRouting(router, rewriter);
     if (!op)
-      return rewriter.notifyMatchFailure(router, "not feeding a moe.topk");
+      return failure();
     Value biasTensor = op.getSelectionBias();
-    Operation *biasDef = biasTensor ? biasTensor.getDefiningOp() : nullptr;
-    if (biasDef && biasDef->getBlock() == router->getBlock() &&
-        !biasDef->isBeforeInBlock(router))
-      return rewriter.notifyMatchFailure(router, "bias defined after it");
     LoopEmitter em(rewriter, router.getLoc());
     auto &b = em.builder();
     Value x = em.toBuffer(router.getInput());
@@ -170,6 +164,26 @@ struct TopKToLoops : OpRewritePattern<TopKOp> {
   }
 };
 } // namespace
+
+TopKOp mlir::moe::matchFusedRouting(RouterOp router, RewriterBase &rewriter) {
+  if (!router.getLogits().use_empty() || !router.getScores().hasOneUse()) {
+    (void)rewriter.notifyMatchFailure(router, "results with other users");
+    return {};
+  }
+  auto op = dyn_cast<TopKOp>(*router.getScores().getUsers().begin());
+  if (!op) {
+    (void)rewriter.notifyMatchFailure(router, "not feeding a moe.topk");
+    return {};
+  }
+  Value bias = op.getSelectionBias();
+  Operation *biasDef = bias ? bias.getDefiningOp() : nullptr;
+  if (biasDef && biasDef->getBlock() == router->getBlock() &&
+      !biasDef->isBeforeInBlock(router)) {
+    (void)rewriter.notifyMatchFailure(router, "bias defined after it");
+    return {};
+  }
+  return op;
+}
 
 void mlir::moe::emitSoftmaxRow(LoopEmitter &em, Value logits, Value t,
                                Value scores, Value scoreRow, Value experts) {

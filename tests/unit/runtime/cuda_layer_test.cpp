@@ -473,6 +473,25 @@ std::string converted(const SafetensorsFile &file, const std::string &name,
   return out;
 }
 
+/// What the device holds for the bf16 weight argument `arg` (its metadata
+/// entry): the checkpoint tensor, or the experts' tensors stacked, as bf16.
+std::string deviceWeight(const SafetensorsFile &checkpoint,
+                         const std::string &prefix, const json &arg,
+                         int64_t experts) {
+  REQUIRE(arg["dtype"] == "bf16");
+  std::string name = arg["name"];
+  size_t at = name.find("{e}");
+  if (at == std::string::npos)
+    return converted(checkpoint, prefix + name, FloatFormat::BF16);
+  std::string bytes;
+  for (int64_t e = 0; e < experts; ++e) {
+    std::string expert = name;
+    expert.replace(at, 3, std::to_string(e));
+    bytes += converted(checkpoint, prefix + expert, FloatFormat::BF16);
+  }
+  return bytes;
+}
+
 size_t typeSize(const std::string &dtype) {
   return dtype == "i64"                       ? 8
          : dtype == "i8"                      ? 1
@@ -1074,14 +1093,8 @@ TEST_CASE("cuda layer: compiled examples replay their launch plan",
           for (size_t a = 3; a <= 4; ++a) { // gate_up's stacked weights
             const json &ref = planLaunches[gateUp]["args"][a];
             REQUIRE(ref.contains("arg"));
-            const json &arg = args[ref["arg"].get<size_t>()];
-            REQUIRE(arg["dtype"] == "bf16");
-            std::string want;
-            for (int64_t e = 0; e < s.experts; ++e) {
-              std::string name = arg["name"];
-              name.replace(name.find("{e}"), 3, std::to_string(e));
-              want += converted(checkpoint, prefix + name, FloatFormat::BF16);
-            }
+            std::string want = deviceWeight(
+                checkpoint, prefix, args[ref["arg"].get<size_t>()], s.experts);
             CHECK(deviceBytes(ds[gateUp][a].aligned, want.size()) == want);
           }
 
@@ -1241,19 +1254,9 @@ TEST_CASE("cuda layer: wgmma examples pass tensor maps by value",
                       bufferAt.at(source["buffer"].get<size_t>()));
                 continue;
               }
-              const json &arg = args[source["arg"].get<size_t>()];
-              REQUIRE(arg["dtype"] == "bf16");
-              std::string want;
-              std::string name = arg["name"];
-              if (name.find("{e}") == std::string::npos) {
-                want = converted(checkpoint, prefix + name, FloatFormat::BF16);
-              } else {
-                for (int64_t e = 0; e < s.experts; ++e) {
-                  std::string n = name;
-                  n.replace(n.find("{e}"), 3, std::to_string(e));
-                  want += converted(checkpoint, prefix + n, FloatFormat::BF16);
-                }
-              }
+              std::string want = deviceWeight(
+                  checkpoint, prefix, args[source["arg"].get<size_t>()],
+                  s.experts);
               CHECK(deviceBytes(launch.params[a], want.size()) == want);
             }
           }
