@@ -200,9 +200,39 @@ FAKE_METADATA = {
         {"name": "tokens_per_expert", "role": "stats", "dtype": "i64", "shape": [4]}]}
 
 
+# A cuda layer's launch plan (docs/abi.md): expressions in T, a tensor-map argument with its
+# box, dynamic shared memory, a free.
+CUDA_METADATA = {
+    "abi_version": 1, "family": "mixtral", "device": "cuda", "hidden_size": 64,
+    "num_experts": 8, "top_k": 2, "token_independent": True,
+    "workspace_bytes_per_token": 0, "workspace_bytes_fixed": 0,
+    "arguments": [
+        {"name": "x", "role": "input", "dtype": "f32", "shape": [-1, 64]},
+        {"name": "experts.{e}.w1.weight", "role": "weight", "dtype": "bf16",
+         "shape": [8, 32, 64], "stacked": True},
+        {"name": "output", "role": "output", "dtype": "f32", "shape": [-1, 64]},
+        {"name": "tokens_per_expert", "role": "stats", "dtype": "i64", "shape": [8]}],
+    "cuda": {
+        "arch": "sm_90a", "image": "fatbin",
+        "buffers": [
+            {"dtype": "bf16", "shape": [["muli", ["ceildivui", "T", 64], 64], 64]},
+            {"dtype": "f32", "shape": ["T", 64]},
+            {"dtype": "i64", "shape": [8]}],
+        "steps": [
+            {"launch": "gather", "grid": [["ceildivui", "T", 64], 1, 1], "block": [128, 1, 1],
+             "args": [{"arg": 0}, {"buffer": 0}]},
+            {"launch": "ffn", "grid": [["ceildivui", "T", 64], 1, 1], "block": [128, 1, 1],
+             "shared_bytes": 98336,
+             "args": [{"tensor_map": {"buffer": 0}, "box": [64, 64]},
+                      {"tensor_map": {"arg": 1}, "box": [1, 64, 64]}, {"buffer": 1}]},
+            {"free": 0}],
+        "results": [{"buffer": 1}, {"buffer": 2}]}}
+
+
 def layer_metadata(layers):
     reset("layer-metadata")
     put("layer-metadata", "fake.json", json.dumps(FAKE_METADATA))
+    put("layer-metadata", "cuda-plan.json", json.dumps(CUDA_METADATA))
     m = dict(FAKE_METADATA, threading="openmp", workspace_bytes_per_thread=64)
     put("layer-metadata", "fake-openmp.json", json.dumps(m))
     for so in sorted(glob.glob(os.path.join(layers, "*.so"))) if layers else []:
