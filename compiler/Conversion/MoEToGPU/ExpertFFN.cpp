@@ -397,8 +397,10 @@ int64_t warpgroupSharedBytes(int64_t matrices, int64_t n) {
 /// The block's 64 x n products A B_m^T over K, one accumulator per weight
 /// matrix: A's rows from `row0` in `mapA` ([rows, K]), B_m's rows from
 /// `col0` in `mapsB[m]` ([N, K], or [experts, N, K] with `expert`). One
-/// thread issues the copies of a stage; all wait for its mbarrier, run the
-/// stage's wgmmas, and meet at a barrier before the stage is refilled.
+/// thread issues the copies of a stage; all wait for its mbarrier and issue
+/// the stage's wgmmas as one group, then wait for the previous block's
+/// group (one group stays in flight) and meet at a barrier, after which
+/// the previous block's stage is refilled with the block kStages - 1 ahead.
 SmallVector<Value> emitWarpgroupMatmul(LoopEmitter &em,
                                        gpu::GPUModuleOp kernels, Value mapA,
                                        ArrayRef<Value> mapsB, Value row0,
@@ -459,7 +461,7 @@ SmallVector<Value> emitWarpgroupMatmul(LoopEmitter &em,
   });
 
   SmallVector<Value> init(matrices, wgmma::zeroAccumulator(b, n));
-  return em.reduce(
+  SmallVector<Value> result = em.reduce(
       em.index(0), em.index(kBlocks), init,
       [&](Value block, ValueRange acc) -> SmallVector<Value> {
         Value stage =
@@ -479,17 +481,31 @@ SmallVector<Value> emitWarpgroupMatmul(LoopEmitter &em,
                 wgmma::descriptor(b, stageAt(stage, tileA + m * tileB), slice),
                 next[m], n);
         }
-        wgmma::commitAndWait(b);
-        // Every warp is done reading the stage: refill it.
+        wgmma::commit(b);
+        // This block's group stays in flight while the next stage's copies
+        // land; the previous block's group is done in this warp, and after
+        // the barrier in every warp, so its stage can be refilled.
+        wgmma::waitGroups(b, 1);
         gpu::BarrierOp::create(b);
-        Value refill = arith::AddIOp::create(b, block, em.index(kStages));
+        Value refill =
+            arith::AddIOp::create(b, block, em.index(kStages - 1));
         Value more = arith::AndIOp::create(
             b, first,
-            arith::CmpIOp::create(b, arith::CmpIPredicate::ult, refill,
-                                  em.index(kBlocks)));
-        em.ifThen(more, [&] { issue(refill, stage); });
+            arith::AndIOp::create(
+                b,
+                arith::CmpIOp::create(b, arith::CmpIPredicate::uge, block,
+                                      em.index(1)),
+                arith::CmpIOp::create(b, arith::CmpIPredicate::ult, refill,
+                                      em.index(kBlocks))));
+        em.ifThen(more, [&] {
+          issue(refill,
+                toI32(arith::RemUIOp::create(b, refill, em.index(kStages))));
+        });
         return next;
       });
+  // The epilogue reads the accumulators.
+  wgmma::waitGroups(b, 0);
+  return result;
 }
 
 /// The warpgroup kernels of `spec` (sm_90a), their arguments (tensor maps

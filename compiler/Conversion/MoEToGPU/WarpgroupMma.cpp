@@ -121,9 +121,12 @@ Value wgmma::mma(ImplicitLocOpBuilder &b, Value descA, Value descB, Value acc,
 
 void wgmma::fence(ImplicitLocOpBuilder &b) { NVVM::WgmmaFenceAlignedOp::create(b); }
 
-void wgmma::commitAndWait(ImplicitLocOpBuilder &b) {
+void wgmma::commit(ImplicitLocOpBuilder &b) {
   NVVM::WgmmaGroupSyncAlignedOp::create(b);
-  NVVM::WgmmaWaitGroupSyncOp::create(b, uint64_t(0));
+}
+
+void wgmma::waitGroups(ImplicitLocOpBuilder &b, int64_t pending) {
+  NVVM::WgmmaWaitGroupSyncOp::create(b, uint64_t(pending));
 }
 
 SmallVector<gpu_mma::Accumulator>

@@ -87,8 +87,11 @@ Value mma(ImplicitLocOpBuilder &b, Value descA, Value descB, Value acc,
           int64_t n);
 /// Orders accumulator registers before the wgmmas that follow.
 void fence(ImplicitLocOpBuilder &b);
-/// Commits the wgmmas issued so far and waits for all of them.
-void commitAndWait(ImplicitLocOpBuilder &b);
+/// Commits the wgmmas issued since the last commit as one group.
+void commit(ImplicitLocOpBuilder &b);
+/// Waits until at most `pending` committed groups are still running (in
+/// this warp).
+void waitGroups(ImplicitLocOpBuilder &b, int64_t pending);
 /// The accumulator as n / 8 fragments of 16 x 8 blocks.
 SmallVector<gpu_mma::Accumulator> fragments(ImplicitLocOpBuilder &b,
                                             Value acc, int64_t n);

@@ -48,17 +48,21 @@
 // CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.*}}, %[[MX]], %{{.*}}, box[%{{.*}}, %{{.*}}] : !llvm.ptr<7>, !llvm.ptr
 // CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.*}}, %[[MG]], %{{.*}}, box[%{{.*}}, %{{.*}}, %{{.*}}]
 // CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.*}}, %[[MU]], %{{.*}}, box[%{{.*}}, %{{.*}}, %{{.*}}]
-// The K loop carries one accumulator per matrix; per stage: wait, 4 K
-// slices of both matrices, commit and wait, barrier, refill.
+// The K loop carries one accumulator per matrix; per stage: wait for its
+// copies, 4 K slices of both matrices as one group, wait for the previous
+// block's group (this one stays in flight), barrier, refill the previous
+// block's stage; all groups done before the epilogue.
 // CHECK:         scf.for {{.*}} -> (!llvm.struct<(f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32)>, !llvm.struct<
 // CHECK:           nvvm.mbarrier.try_wait.parity
 // CHECK:           nvvm.wgmma.fence.aligned
 // CHECK-COUNT-8:   nvvm.wgmma.mma_async {{.*}} <m = 64, n = 64, k = 16>, D[<f32>, <one>], A[<bf16>, <one>, <row>], B[<bf16>, <one>, <col>]
 // CHECK:           nvvm.wgmma.commit.group.sync.aligned
-// CHECK:           nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK:           nvvm.wgmma.wait.group.sync.aligned 1
 // CHECK:           gpu.barrier
+// CHECK:           arith.cmpi uge
 // CHECK:           scf.if
 // CHECK:             nvvm.cp.async.bulk.tensor.shared.cluster.global
+// CHECK:         nvvm.wgmma.wait.group.sync.aligned 0
 // The epilogue: silu(gate) * up, stored as bf16 pairs.
 // CHECK:         math.exp
 // CHECK:         vector.store {{.*}} : memref<?x48xbf16>, vector<2xbf16>
