@@ -35,6 +35,12 @@ struct CUstream_st;
 struct CUevent_st;
 struct CUgraph_st;
 struct CUgraphExec_st;
+/// The driver's CUtensorMap (cuda.h): opaque, 128 bytes, 64-byte aligned.
+/// Defined at global scope under the driver's own tag, so that pointers to
+/// it have the entry point's exact type.
+struct alignas(64) CUtensorMap_st {
+  unsigned long long opaque[16];
+};
 
 namespace moert::cuda {
 
@@ -74,9 +80,7 @@ constexpr int kTensorMapOOBFillZeros = 0; // ..._FLOAT_OOB_FILL_NONE
 constexpr unsigned kTensorMapMaxRank = 5;
 
 /// A CUtensorMap: what the driver encodes and a kernel takes by value.
-struct alignas(64) TensorMap {
-  uint64_t opaque[16];
-};
+using TensorMap = ::CUtensorMap_st;
 
 // Entry points; the comment is the symbol looked up where it differs.
 using cuInit_t = CUresult (*)(unsigned flags);

@@ -670,13 +670,22 @@ CUresult cuFuncSetAttribute(CUfunction f, int attribute, int value) {
 
 static int tensorMaps;
 
-CUresult cuTensorMapEncodeTiled(uint64_t *map, int dataType, uint32_t rank,
-                                void *address, const uint64_t *dims,
+/* cuda.h's CUtensorMap, under its tag (the runtime's pointer type). */
+typedef struct CUtensorMap_st {
+  _Alignas(64) unsigned long long opaque[16];
+} CUtensorMap;
+
+CUresult cuTensorMapEncodeTiled(CUtensorMap *tensorMap, int dataType,
+                                uint32_t rank, void *address,
+                                const uint64_t *dims,
                                 const uint64_t *strides, const uint32_t *box,
                                 const uint32_t *elementStrides, int interleave,
                                 int swizzle, int l2Promotion, int oobFill) {
   static const int sizes[] = {1, 2, 4, 4, 8, 8, 2, 4, 8, 2, 4, 4, 4};
-  if (!map || (size_t)map % 64 || dataType < 0 || dataType > 12 ||
+  if (!tensorMap)
+    return INVALID_VALUE;
+  uint64_t *map = (uint64_t *)tensorMap->opaque;
+  if ((size_t)map % 64 || dataType < 0 || dataType > 12 ||
       rank < 1 || rank > 5 || (size_t)address % 16 || interleave != 0 ||
       swizzle < 0 || swizzle > 3 || l2Promotion < 0 || l2Promotion > 3 ||
       oobFill < 0 || oobFill > 1)
