@@ -11,7 +11,8 @@
 #                                         # reference, then moe-bench --device cuda on the
 #                                         # Mixtral-8x7B and DeepSeek-V3-like shapes against
 #                                         # PyTorch; results under $OUT (default build-gpu/out)
-# Environment: PYTHON (default: python3 on PATH; numpy, and torch for the baselines),
+# Environment: PYTHON (default: python3 on PATH, /usr/bin/python3 for --prepare; numpy, and
+# torch for the baselines),
 # GPU_CHECK_BENCH=0 skips the benchmarks, GPU_CHECK_TOKENS (default 1,16,128,1024,8192),
 # GPU_CHECK_REPEATS (default 5 timed runs after 2 warm-ups, to fit the device's time),
 # GPU_CHECK_BENCH_UNTIL (default 480: no benchmark starts after this many seconds).
@@ -31,7 +32,7 @@ if [ "${1:-}" = --prepare ]; then
       --gpu-mma wgmma -o "$bundle/layers/$family.cuda.wgmma.so"
   done
   # The large e2e shapes (their checkpoints are generated on the GPU machine by run_e2e.py).
-  "${PYTHON:-python3}" "$src/scripts/gen_example.py" --out-dir "$bundle/configs" --config-only \
+  "${PYTHON:-/usr/bin/python3}" "$src/scripts/gen_example.py" --out-dir "$bundle/configs" --config-only \
     --family qwen2_moe_wide >/dev/null
   for family in qwen2_moe_wide; do
     "$src/build/bin/moec" compile "$bundle/configs/$family/config.json" --target cuda \
