@@ -5,7 +5,9 @@
 # runtime's tests (MOERT_LIBCUDA; its kernels do nothing and its events always read 1.5 ms), so
 # only the plumbing is checked: the device path is taken, the copy probe and the layer timed
 # with events (directly and replayed from a CUDA graph), the JSON has the contract's fields plus
-# the device's, and torch without a GPU is reported unavailable. Exit 77 (skipped) where moec cannot compile for cuda (no CUDA toolkit).
+# the device's, and torch without a GPU is reported unavailable. Then a CONFIG compiled with
+# --gpu-mma wgmma (tensor maps and shared memory through the fake driver), and --gpu-mma
+# against a layer of the other kind, an error. Exit 77 (skipped) where moec cannot compile for cuda (no CUDA toolkit).
 set -euo pipefail
 build=${1:?usage: cuda_smoke_test.sh BUILD_DIR FAKE_LIBCUDA}
 fake=${2:?usage: cuda_smoke_test.sh BUILD_DIR FAKE_LIBCUDA}
@@ -58,11 +60,25 @@ for r in moec:
 unavailable = run.get("baselines_unavailable", {})
 if "torch" not in unavailable or "blas" not in unavailable:
     errors.append(f"baselines_unavailable: {unavailable}")
-for needle in ("Fake H200", "%MMA", "tokens 7:", "moec (graph)"):
+if run.get("gpu_mma") != "sync":
+    errors.append(f"gpu_mma is {run.get('gpu_mma')!r}, expected 'sync'")
+for needle in ("Fake H200", "%MMA", "tokens 7:", "moec (graph)", "sync kernels"):
     if needle not in text:
         errors.append(f"stdout: no '{needle}'")
 for e in errors:
     print(f"cuda_smoke_test: FAIL: {e}")
 sys.exit(1 if errors else 0)
 PY
+MOERT_LIBCUDA=$fake FAKE_CUDA_MODE=h200 "$build/bin/moe-bench" "$src/examples/mixtral/config.json" \
+  --device cuda --gpu-mma wgmma --tokens 1 --repeats 1 --warmup 0 --baselines none \
+  --json "$out/wgmma.json" >"$out/wgmma.txt"
+grep -q "wgmma kernels" "$out/wgmma.txt" || { echo "cuda_smoke_test: FAIL: no 'wgmma kernels'"; exit 1; }
+"$python" -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["gpu_mma"] != "wgmma")' \
+  "$out/wgmma.json" || { echo "cuda_smoke_test: FAIL: gpu_mma is not wgmma"; exit 1; }
+if MOERT_LIBCUDA=$fake "$build/bin/moe-bench" "$out/layer.so" --gpu-mma wgmma --tokens 1 \
+    2>"$out/mismatch.err" >/dev/null; then
+  echo "cuda_smoke_test: FAIL: --gpu-mma wgmma accepted for a sync layer"; exit 1
+fi
+grep -q "does not match" "$out/mismatch.err" || {
+  echo "cuda_smoke_test: FAIL: $(cat "$out/mismatch.err")"; exit 1; }
 echo "cuda_smoke_test: OK"

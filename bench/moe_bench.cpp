@@ -61,6 +61,7 @@ constexpr const char *kUsage =
                  [--baselines torch,blas] [--json OUT.json] [--plot OUT.png]
                  [--repeats R] [--warmup W] [--config CONFIG] [--seed S]
                  [--warm-caches] [--keep-tmp] [--device cpu|cuda]
+                 [--gpu-mma sync|wgmma]
 
 Times a moec-compiled MoE layer against baselines on the same weights and
 inputs, next to the machine's measured limits (docs/bench.md).
@@ -101,6 +102,9 @@ inputs, next to the machine's measured limits (docs/bench.md).
                     CUDA events; the baselines are torch (the Hugging Face
                     loop on the GPU, bf16) and torch_grouped_mm
                     (torch._grouped_mm); expert weights default to bf16
+  --gpu-mma K       a CONFIG on cuda: moec --gpu-mma (sync, the default, or
+                    wgmma: sm_90a warpgroup MMAs on TMA-loaded tiles); a
+                    LAYER.so says which in its metadata
 )";
 
 [[noreturn]] void usageError(const std::string &msg) {
@@ -111,6 +115,7 @@ inputs, next to the machine's measured limits (docs/bench.md).
 struct Options {
   std::string target, weights, prefix, dtype, jsonOut, plotOut, config, device;
   std::string activationDtype;  // empty: moec's default for the target
+  std::string gpuMma;           // empty: moec's default
   bool randomWeights = false, warmCaches = false, keepTmp = false;
   std::vector<int64_t> tokens = {1, 16, 128, 1024};
   int threads = 0;
@@ -164,6 +169,10 @@ Options parseArgs(int argc, char **argv) {
       o.activationDtype = value();
       if (o.activationDtype != "f32" && o.activationDtype != "bf16")
         usageError("--activation-dtype is f32 or bf16, not '" + o.activationDtype + "'");
+    } else if (a == "--gpu-mma") {
+      o.gpuMma = value();
+      if (o.gpuMma != "sync" && o.gpuMma != "wgmma")
+        usageError("--gpu-mma is sync or wgmma, not '" + o.gpuMma + "'");
     } else if (a == "--tokens") {
       o.tokens.clear();
       for (const std::string &t : splitList(value())) o.tokens.push_back(parseInt("--tokens", t, 1, 1 << 20));
@@ -447,6 +456,7 @@ void compileLayer(Run &r) {
   std::vector<std::string> args = {moec, "compile", r.opt.target, "-o", r.layerPath, "--weight-dtype", r.dtype};
   if (r.cuda) args.insert(args.end(), {"--target", "cuda"});
   if (!r.opt.activationDtype.empty()) args.insert(args.end(), {"--activation-dtype", r.opt.activationDtype});
+  if (!r.opt.gpuMma.empty()) args.insert(args.end(), {"--gpu-mma", r.opt.gpuMma});
   ProcResult p = runProcess(args, {}, false);
   if (p.status != 0) throw Error(fmt::format("moec compile {} failed (exit status {})", r.opt.target, p.status));
 }
@@ -658,10 +668,11 @@ void printReport(const Run &r) {
   const LayerInfo &l = r.layer;
   const Spec &s = r.spec;
   std::string shared = s.sharedInter ? fmt::format(", shared width {}", s.sharedInter) : "";
-  fmt::print("\nmoe-bench: {} layer: hidden {}, {} experts of width {}{}, top-{}; {} weights, {} activations; "
+  std::string kernels = l.gpuMma.empty() ? "" : fmt::format("; {} kernels", l.gpuMma);
+  fmt::print("\nmoe-bench: {} layer: hidden {}, {} experts of width {}{}, top-{}; {} weights, {} activations{}; "
              "{} thread{}\n",
-             l.family, l.hidden, l.experts, s.inter, shared, l.topK, r.dtype, l.activationDtype, r.opt.threads,
-             r.opt.threads == 1 ? "" : "s");
+             l.family, l.hidden, l.experts, s.inter, shared, l.topK, r.dtype, l.activationDtype, kernels,
+             r.opt.threads, r.opt.threads == 1 ? "" : "s");
   if (r.cuda) {
     std::string dense = r.denseBf16Tflops > 0 ? fmt::format("{:.1f} TFLOP/s (torch, 8192^3)", r.denseBf16Tflops)
                                               : std::string("unknown (needs torch with CUDA)");
@@ -768,6 +779,7 @@ json toJson(const Run &r) {
   j["family"] = r.layer.family;
   j["dtype"] = r.dtype;
   j["activation_dtype"] = r.layer.activationDtype;
+  if (!r.layer.gpuMma.empty()) j["gpu_mma"] = r.layer.gpuMma;
   j["target"] = r.opt.target;
   j["device"] = r.cuda ? "cuda" : "cpu";
   if (!r.configJson.is_null()) j["config"] = r.configJson;
@@ -808,6 +820,7 @@ int run(Options opt) {
   if (!isLayer) {
     r.configJson = readJsonFile(o.target);
     r.cuda = o.device == "cuda";
+    if (!o.gpuMma.empty() && !r.cuda) usageError("--gpu-mma needs --device cuda");
     r.dtype = o.dtype.empty() ? (r.cuda ? "bf16" : "f32") : o.dtype;
     compileLayer(r);
   } else {
@@ -832,6 +845,9 @@ int run(Options opt) {
     if (!o.activationDtype.empty() && o.activationDtype != r.layer.activationDtype)
       throw Error(fmt::format("--activation-dtype {} does not match {}, whose expert matmuls multiply {}",
                               o.activationDtype, o.target, r.layer.activationDtype));
+    if (!o.gpuMma.empty() && o.gpuMma != r.layer.gpuMma)
+      throw Error(fmt::format("--gpu-mma {} does not match {}, whose kernels are {}", o.gpuMma, o.target,
+                              r.layer.gpuMma.empty() ? std::string("cpu code") : r.layer.gpuMma));
   }
   if (r.configJson.is_null()) {
     r.spec = Spec::fromLayer(r.layer);

@@ -74,6 +74,7 @@ LayerInfo LayerInfo::fromMetadata(const std::string &text) {
   l.moecVersion = m.value("moec_version", std::string("?"));
   l.activationDtype = m.value("activation_dtype", std::string("f32"));
   l.threading = m.value("threading", std::string("none"));
+  l.gpuMma = m.value("gpu_mma", std::string());
   l.hidden = field<int64_t>(m, "hidden_size", "");
   l.experts = field<int64_t>(m, "num_experts", "");
   l.topK = field<int64_t>(m, "top_k", "");

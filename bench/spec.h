@@ -46,6 +46,7 @@ struct LayerInfo {
   nlohmann::json metadata;
   std::string family, moecVersion, threading;
   std::string activationDtype = "f32";  // what the expert matmuls multiply
+  std::string gpuMma;                   // cuda layers: "sync" or "wgmma"
   int64_t hidden = 0, experts = 0, topK = 0, capacity = 0;
   bool tokenIndependent = true;
   std::vector<WeightArg> weights;

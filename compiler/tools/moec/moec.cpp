@@ -352,6 +352,8 @@ int compileForCUDA(ModuleOp module, func::FuncOp entry) {
   metadata.erase("threading");
   metadata.erase("workspace_bytes_per_thread");
   metadata["device"] = "cuda";
+  // Informational: how the expert FFN kernels multiply.
+  metadata["gpu_mma"] = gpuMma.getValue();
   (*plan)["arch"] = options.chip.getValue();
   (*plan)["image"] = "fatbin";
   metadata["cuda"] = std::move(*plan);
