@@ -46,6 +46,10 @@ if [ "${1:-}" = --prepare ]; then
     "$src/build/bin/moec" compile "$src/examples/configs/$shape.json" --target cuda \
       --gpu-mma wgmma -o "$bundle/layers/$shape.cuda.wgmma.so"
   done
+  # A larger blocking to compare (moec --wgmma-*: 128 gate/up and 256 down columns per block).
+  "$src/build/bin/moec" compile "$src/examples/configs/mixtral-8x7b.json" --target cuda \
+    --gpu-mma wgmma --wgmma-gate-up-cols 128 --wgmma-down-cols 256 \
+    -o "$bundle/layers/mixtral-8x7b.cuda.wgmma-128x256.so"
   cp "$src/build/bin/moe-run" "$src/build/bin/moe-bench" "$bundle/bin/"
   cp -P "$src"/build/lib/libmoert.so* "$bundle/lib/"
   # The binaries' own RUNPATH names this build tree; the bundle uses LD_LIBRARY_PATH. Their
@@ -98,13 +102,14 @@ fi
 # Hugging Face loop and torch._grouped_mm on the same GPU, the copy bandwidth and the dense
 # bf16 rate beside them. Random bf16 weights are written to /dev/shm (22.5 GB for DeepSeek-V3),
 # in memory rather than on the disk. Each run is bounded so a slow one leaves the others'.
-# The wgmma layers first (with the baselines), then the mma.sync ones (without), while time
-# remains.
+# The wgmma layers first (with the baselines), then the larger wgmma blocking and the mma.sync
+# layers (without), while time remains.
 if [ "$status" -ne 77 ] && [ "${GPU_CHECK_BENCH:-1}" != 0 ]; then
   tokens=${GPU_CHECK_TOKENS:-1,16,128,1024,8192}
   shm=/dev/shm
   [ -d "$shm" ] && [ -w "$shm" ] || shm=${TMPDIR:-/tmp}
-  for run in mixtral-8x7b.wgmma:both deepseek-v3.wgmma:both mixtral-8x7b:none deepseek-v3:none; do
+  for run in mixtral-8x7b.wgmma:both deepseek-v3.wgmma:both mixtral-8x7b.wgmma-128x256:none \
+             mixtral-8x7b:none deepseek-v3:none; do
     name=${run%:*} baselines=${run#*:} shape=${run%%.*}
     shape=${shape%%:*}
     layer="$bundle/layers/${name/$shape/$shape.cuda}.so"

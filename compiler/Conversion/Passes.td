@@ -107,6 +107,12 @@ def ConvertMoEToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
     Option<"mma", "mma", "std::string", /*default=*/"\"sync\"",
            "Expert FFN matmuls: sync (mma.sync, sm_80+) or wgmma "
            "(warpgroup MMA with TMA loads, sm_90a)">,
+    Option<"gateUpCols", "wgmma-gate-up-cols", "int64_t", /*default=*/"64",
+           "wgmma: output columns of gate and up per block (8 to 128)">,
+    Option<"downCols", "wgmma-down-cols", "int64_t", /*default=*/"128",
+           "wgmma: output columns of down per block (8 to 256)">,
+    Option<"stages", "wgmma-stages", "int64_t", /*default=*/"4",
+           "wgmma: pipeline stages of 64 inputs in shared memory (2 to 8)">,
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",

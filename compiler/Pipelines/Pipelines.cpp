@@ -97,6 +97,9 @@ void mlir::moe::buildMoEGPUKernelsPipeline(
   pm.nest<func::FuncOp>().addPass(createMoEDecomposeLayerPass());
   ConvertMoEToGPUPassOptions lowering;
   lowering.mma = options.mma;
+  lowering.gateUpCols = options.gateUpCols;
+  lowering.downCols = options.downCols;
+  lowering.stages = options.stages;
   pm.addPass(createConvertMoEToGPUPass(lowering));
   // The host code becomes the launch plan: fold its buffer views.
   pm.nest<func::FuncOp>().addPass(createCanonicalizerPass());

@@ -87,6 +87,18 @@ struct MoEGPUPipelineOptions
       llvm::cl::desc("Expert FFN matmuls: sync (mma.sync, sm_80+) or wgmma "
                      "(warpgroup MMA with TMA loads, sm_90a)"),
       llvm::cl::init("sync")};
+  Option<int64_t> gateUpCols{
+      *this, "wgmma-gate-up-cols",
+      llvm::cl::desc("wgmma: output columns of gate and up per block"),
+      llvm::cl::init(64)};
+  Option<int64_t> downCols{
+      *this, "wgmma-down-cols",
+      llvm::cl::desc("wgmma: output columns of down per block"),
+      llvm::cl::init(128)};
+  Option<int64_t> stages{
+      *this, "wgmma-stages",
+      llvm::cl::desc("wgmma: pipeline stages of 64 inputs"),
+      llvm::cl::init(4)};
   Option<std::string> format{
       *this, "format",
       llvm::cl::desc("Kernel binary: isa (PTX text), bin (cubin), fatbin "

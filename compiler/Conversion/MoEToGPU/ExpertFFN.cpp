@@ -20,9 +20,10 @@
 //  - warpgroup (sm_90a): a gather kernel first copies the rows' x, rounded
 //    to bf16, into a row-ordered buffer (TMA cannot gather rows; padding
 //    rows are left unwritten, their results never read); then one
-//    warpgroup per 64 rows x kGateUpCols (kDownCols) columns runs
-//    `wgmma.mma_async` on tiles that TMA copies into shared memory, a
-//    pipeline of kStages tiles of 64 inputs (WarpgroupMma.h). Rows and
+//    warpgroup per 64 rows x WarpgroupTiles::gateUpCols (downCols) columns
+//    runs `wgmma.mma_async` on tiles that TMA copies into shared memory, a
+//    pipeline of WarpgroupTiles::stages tiles of 64 inputs (WarpgroupMma.h).
+//    Rows and
 //    columns past the buffers' ends are filled with zeros by TMA, so K and N
 //    need no multiple of 64; a block's 64 rows lie in one plan tile (tile_rows
 //    is a multiple of 64), hence one expert.
@@ -52,17 +53,8 @@ namespace {
 constexpr int64_t kTilesPerWarp = 4;
 constexpr int64_t kRowsPerWarp = 16;
 constexpr int64_t kWarpSize = 32;
-/// Warpgroup kernels: output columns per block (gate/up: per matrix) and
-/// the pipeline's depth. A stage holds 64 rows of x (or h) and the weight
-/// rows, 24 KB either way; 4 stages (96 KB) let two blocks share an SM.
-constexpr int64_t kGateUpCols = 64;
-constexpr int64_t kDownCols = 128;
-constexpr int64_t kStages = 4;
-// Every stage and tile starts on a 1024-byte boundary (WarpgroupMma.h).
-static_assert(wgmma::tileBytes(kGateUpCols) % 1024 == 0 &&
-                  wgmma::tileBytes(kDownCols) % 1024 == 0 &&
-                  wgmma::tileBytes(wgmma::kRows) % 1024 == 0,
-              "tiles keep the 1024-byte alignment of the shared memory");
+/// The most dynamic shared memory an sm_90 block may opt in to (227 KB).
+constexpr int64_t kMaxSharedBytes = 232448;
 
 /// The FFN as the kernels see it: sizes, the expert weights, and where rows
 /// come from.
@@ -387,11 +379,11 @@ createFFNKernels(OpBuilder &builder, gpu::GPUModuleOp kernels,
 }
 
 /// Dynamic shared memory of a warpgroup matmul over `matrices` weight
-/// matrices of `n` columns: kStages stages, then their mbarriers.
-int64_t warpgroupSharedBytes(int64_t matrices, int64_t n) {
+/// matrices of `n` columns: `stages` stages, then their mbarriers.
+int64_t warpgroupSharedBytes(int64_t matrices, int64_t n, int64_t stages) {
   int64_t stage =
       wgmma::tileBytes(wgmma::kRows) + matrices * wgmma::tileBytes(n);
-  return kStages * stage + 8 * kStages;
+  return stages * stage + 8 * stages;
 }
 
 /// The block's 64 x n products A B_m^T over K, one accumulator per weight
@@ -400,12 +392,13 @@ int64_t warpgroupSharedBytes(int64_t matrices, int64_t n) {
 /// thread issues the copies of a stage; all wait for its mbarrier and issue
 /// the stage's wgmmas as one group, then wait for the previous block's
 /// group (one group stays in flight) and meet at a barrier, after which
-/// the previous block's stage is refilled with the block kStages - 1 ahead.
+/// the previous block's stage is refilled with the block `stages` - 1
+/// ahead.
 SmallVector<Value> emitWarpgroupMatmul(LoopEmitter &em,
                                        gpu::GPUModuleOp kernels, Value mapA,
                                        ArrayRef<Value> mapsB, Value row0,
                                        Value col0, Value expert, int64_t n,
-                                       int64_t k) {
+                                       int64_t k, int64_t stages) {
   auto &b = em.builder();
   Type i32 = b.getI32Type();
   auto toI32 = [&](Value index) -> Value {
@@ -426,7 +419,7 @@ SmallVector<Value> emitWarpgroupMatmul(LoopEmitter &em,
   auto barrierOf = [&](Value stage) {
     Value bytes = arith::AddIOp::create(
         b, arith::MulIOp::create(b, stage, em.i32(8)),
-        em.i32(kStages * stageBytes));
+        em.i32(stages * stageBytes));
     return wgmma::sharedAt(b, shared, bytes);
   };
   Value first = arith::CmpIOp::create(
@@ -451,12 +444,12 @@ SmallVector<Value> emitWarpgroupMatmul(LoopEmitter &em,
     }
   };
   em.ifThen(first, [&] {
-    for (int64_t s = 0; s < kStages; ++s)
+    for (int64_t s = 0; s < stages; ++s)
       wgmma::initBarrier(b, barrierOf(em.i32(s)));
   });
   gpu::BarrierOp::create(b);
   em.ifThen(first, [&] {
-    for (int64_t s = 0; s < std::min(kStages, kBlocks); ++s)
+    for (int64_t s = 0; s < std::min(stages, kBlocks); ++s)
       issue(em.index(s), em.i32(s));
   });
 
@@ -465,9 +458,9 @@ SmallVector<Value> emitWarpgroupMatmul(LoopEmitter &em,
       em.index(0), em.index(kBlocks), init,
       [&](Value block, ValueRange acc) -> SmallVector<Value> {
         Value stage =
-            toI32(arith::RemUIOp::create(b, block, em.index(kStages)));
+            toI32(arith::RemUIOp::create(b, block, em.index(stages)));
         Value parity = toI32(arith::AndIOp::create(
-            b, arith::DivUIOp::create(b, block, em.index(kStages)),
+            b, arith::DivUIOp::create(b, block, em.index(stages)),
             em.index(1)));
         wgmma::waitParity(b, barrierOf(stage), parity);
         SmallVector<Value> next(acc);
@@ -488,7 +481,7 @@ SmallVector<Value> emitWarpgroupMatmul(LoopEmitter &em,
         wgmma::waitGroups(b, 1);
         gpu::BarrierOp::create(b);
         Value refill =
-            arith::AddIOp::create(b, block, em.index(kStages - 1));
+            arith::AddIOp::create(b, block, em.index(stages - 1));
         Value more = arith::AndIOp::create(
             b, first,
             arith::AndIOp::create(
@@ -499,7 +492,7 @@ SmallVector<Value> emitWarpgroupMatmul(LoopEmitter &em,
                                       em.index(kBlocks))));
         em.ifThen(more, [&] {
           issue(refill,
-                toI32(arith::RemUIOp::create(b, refill, em.index(kStages))));
+                toI32(arith::RemUIOp::create(b, refill, em.index(stages))));
         });
         return next;
       });
@@ -521,7 +514,9 @@ struct WarpgroupKernels {
 WarpgroupKernels createWarpgroupFFNKernels(OpBuilder &builder,
                                            gpu::GPUModuleOp kernels,
                                            const FFNKernelSpec &spec,
+                                           const WarpgroupTiles &tiles,
                                            Type outType, Location loc) {
+  int64_t gateUpCols = tiles.gateUpCols, downCols = tiles.downCols;
   MLIRContext *context = builder.getContext();
   Type map = LLVM::LLVMPointerType::get(context);
   size_t planArgs = spec.routed ? 2 : 0;
@@ -608,16 +603,17 @@ WarpgroupKernels createWarpgroupFFNKernels(OpBuilder &builder,
         ValueRange plan = args.slice(1 + matrices, planArgs);
         Value row0 = blockFirstRow(em, wgmma::kRows);
         ifRowsUsed(em, spec, spec.routed ? plan[0] : Value(), row0, [&] {
-          Value col0 = blockColumns(em, kGateUpCols);
+          Value col0 = blockColumns(em, gateUpCols);
           SmallVector<Value> mapsB(args.slice(1, matrices));
           SmallVector<Value> acc = emitWarpgroupMatmul(
               em, kernels, args[0], mapsB, row0, col0,
-              expertOf(em, plan, row0), kGateUpCols, spec.hidden);
+              expertOf(em, plan, row0), gateUpCols, spec.hidden,
+              tiles.stages);
           // x is not read: the gathered rows were.
           WarpRows w = warpRows(em, Value(), plan, row0, col0);
           SmallVector<SmallVector<Accumulator>> blocks;
           for (Value a : acc)
-            blocks.push_back(wgmma::fragments(em.builder(), a, kGateUpCols));
+            blocks.push_back(wgmma::fragments(em.builder(), a, gateUpCols));
           storeHidden(em, spec, w, blocks, args.back());
         });
       });
@@ -637,14 +633,14 @@ WarpgroupKernels createWarpgroupFFNKernels(OpBuilder &builder,
         Value row0 = blockFirstRow(em, wgmma::kRows);
         ifRowsUsed(em, spec, spec.routed ? plan[0] : Value(), row0, [&] {
           Value x = args[2];
-          Value col0 = blockColumns(em, kDownCols);
+          Value col0 = blockColumns(em, downCols);
           SmallVector<Value> acc = emitWarpgroupMatmul(
               em, kernels, args[0], {args[1]}, row0, col0,
-              expertOf(em, plan, row0), kDownCols, spec.width);
+              expertOf(em, plan, row0), downCols, spec.width, tiles.stages);
           WarpRows w = warpRows(em, x, plan, row0, col0);
           Value scale = scaleType(spec) ? args[3 + planArgs] : Value();
           storeOutput(em, spec, w, wgmma::fragments(em.builder(), acc[0],
-                                                    kDownCols),
+                                                    downCols),
                       x, scale, args.back());
         });
       });
@@ -723,9 +719,11 @@ SmallVector<int64_t> weightBox(Value weight, int64_t cols) {
 /// Host side of the warpgroup kernels: the gathered rows, h and the output
 /// on the device, three launches over `rows` (a multiple of 64) rows.
 Value emitWarpgroupFFNLaunches(LoopEmitter &em, const FFNKernelSpec &spec,
+                               const WarpgroupTiles &tiles,
                                const WarpgroupKernels &k, MemRefType outType,
                                Value rows, Value x, ArrayRef<Value> plan,
                                Value scale) {
+  int64_t gateUpCols = tiles.gateUpCols, downCols = tiles.downCols;
   auto &b = em.builder();
   Value xs = deviceAlloc(em, bf16Rows(b, spec.hidden), {rows});
   SmallVector<Value> gatherOperands = {x};
@@ -744,25 +742,25 @@ Value emitWarpgroupFFNLaunches(LoopEmitter &em, const FFNKernelSpec &spec,
   for (Value weight : {spec.gate, spec.up})
     if (weight)
       gateUpOperands.push_back(tensorMap(em, em.toBuffer(weight),
-                                         weightBox(weight, kGateUpCols)));
+                                         weightBox(weight, gateUpCols)));
   llvm::append_range(gateUpOperands, plan);
   gateUpOperands.push_back(h);
   launch(em, k.gateUp, rowBlocks, gateUpOperands,
-         colBlocks(spec.width, kGateUpCols),
-         warpgroupSharedBytes(spec.gate ? 2 : 1, kGateUpCols));
+         colBlocks(spec.width, gateUpCols),
+         warpgroupSharedBytes(spec.gate ? 2 : 1, gateUpCols, tiles.stages));
   gpu::DeallocOp::create(b, /*asyncToken=*/Type(), ValueRange{}, xs);
 
   Value out = deviceAlloc(em, outType, {rows});
   SmallVector<Value> downOperands = {
       tensorMap(em, h, {wgmma::kRows, wgmma::kStageK}),
-      tensorMap(em, em.toBuffer(spec.down), weightBox(spec.down, kDownCols)),
+      tensorMap(em, em.toBuffer(spec.down), weightBox(spec.down, downCols)),
       x};
   llvm::append_range(downOperands, plan);
   if (scale)
     downOperands.push_back(scale);
   downOperands.push_back(out);
-  launch(em, k.down, rowBlocks, downOperands, colBlocks(spec.hidden, kDownCols),
-         warpgroupSharedBytes(1, kDownCols));
+  launch(em, k.down, rowBlocks, downOperands, colBlocks(spec.hidden, downCols),
+         warpgroupSharedBytes(1, downCols, tiles.stages));
   gpu::DeallocOp::create(b, /*asyncToken=*/Type(), ValueRange{}, h);
   return out;
 }
@@ -786,13 +784,14 @@ FFNKernelSpec specOf(FFNOp op, OpBuilder &b) {
 /// The FFN's kernels and launches in the chosen form: `rows` rows (a
 /// multiple of the blocks' rows), `plan` the slots and tiles (routed).
 Value lowerFFN(OpBuilder &builder, gpu::GPUModuleOp kernels, GPUMma mma,
-               const FFNKernelSpec &spec, MemRefType outType, Value rows,
-               Value x, ArrayRef<Value> plan, Value scale, Location loc) {
+               const WarpgroupTiles &tiles, const FFNKernelSpec &spec,
+               MemRefType outType, Value rows, Value x, ArrayRef<Value> plan,
+               Value scale, Location loc) {
   LoopEmitter em(builder, loc);
   if (mma == GPUMma::Warpgroup) {
     WarpgroupKernels k =
-        createWarpgroupFFNKernels(builder, kernels, spec, outType, loc);
-    return emitWarpgroupFFNLaunches(em, spec, k, outType, rows, x, plan,
+        createWarpgroupFFNKernels(builder, kernels, spec, tiles, outType, loc);
+    return emitWarpgroupFFNLaunches(em, spec, tiles, k, outType, rows, x, plan,
                                     scale);
   }
   auto [gateUp, down] =
@@ -802,8 +801,9 @@ Value lowerFFN(OpBuilder &builder, gpu::GPUModuleOp kernels, GPUMma mma,
 }
 
 struct ExpertFFNToGPU : KernelPattern<ExpertFFNOp> {
-  ExpertFFNToGPU(MLIRContext *context, gpu::GPUModuleOp kernels, GPUMma mma)
-      : KernelPattern(context, kernels), mma(mma) {}
+  ExpertFFNToGPU(MLIRContext *context, gpu::GPUModuleOp kernels, GPUMma mma,
+                 const WarpgroupTiles &tiles)
+      : KernelPattern(context, kernels), mma(mma), tiles(tiles) {}
 
   LogicalResult matchAndRewrite(ExpertFFNOp op,
                                 PatternRewriter &rewriter) const override {
@@ -818,22 +818,23 @@ struct ExpertFFNToGPU : KernelPattern<ExpertFFNOp> {
     spec.tileRows = op.getTileRows();
     LoopEmitter em(rewriter, op.getLoc());
     Value slots = em.toBuffer(op.getSortedSlots());
-    Value tiles = em.toBuffer(op.getTileExperts());
-    Value out = lowerFFN(rewriter, kernels, mma, spec,
+    Value tileExperts = em.toBuffer(op.getTileExperts());
+    Value out = lowerFFN(rewriter, kernels, mma, tiles, spec,
                          bufferType(op.getOutput()), em.dim(slots, 0),
-                         em.toBuffer(op.getInput()), {slots, tiles},
+                         em.toBuffer(op.getInput()), {slots, tileExperts},
                          em.toBuffer(op.getWeights()), op.getLoc());
     rewriter.replaceOp(op, em.toTensor(out, op.getOutput().getType()));
     return success();
   }
 
   GPUMma mma;
+  WarpgroupTiles tiles;
 };
 
 struct SharedExpertToGPU : KernelPattern<SharedExpertOp> {
   SharedExpertToGPU(MLIRContext *context, gpu::GPUModuleOp kernels,
-                    GPUMma mma)
-      : KernelPattern(context, kernels), mma(mma) {}
+                    GPUMma mma, const WarpgroupTiles &tiles)
+      : KernelPattern(context, kernels), mma(mma), tiles(tiles) {}
 
   LogicalResult matchAndRewrite(SharedExpertOp op,
                                 PatternRewriter &rewriter) const override {
@@ -853,7 +854,7 @@ struct SharedExpertToGPU : KernelPattern<SharedExpertOp> {
         b, arith::CeilDivUIOp::create(b, em.dim(x, 0), em.index(blockRows)),
         em.index(blockRows));
     Value gate = op.getExpertGate() ? em.toBuffer(op.getExpertGate()) : Value();
-    Value out = lowerFFN(rewriter, kernels, mma, spec,
+    Value out = lowerFFN(rewriter, kernels, mma, tiles, spec,
                          bufferType(op.getOutput()), rows, x, {}, gate,
                          op.getLoc());
     rewriter.replaceOp(op, em.toTensor(out, op.getOutput().getType()));
@@ -861,6 +862,7 @@ struct SharedExpertToGPU : KernelPattern<SharedExpertOp> {
   }
 
   GPUMma mma;
+  WarpgroupTiles tiles;
 };
 } // namespace
 
@@ -924,9 +926,35 @@ LogicalResult mlir::moe::checkSharedExpertForGPU(SharedExpertOp op,
       op.getWeightPanel(), {op.getGate(), op.getUp(), op.getDown()});
 }
 
+std::string mlir::moe::checkWarpgroupTiles(const WarpgroupTiles &tiles) {
+  // wgmma's N: a multiple of 8 up to 256; gate/up keeps two accumulators of
+  // N / 2 registers each, so at most 128 columns there.
+  auto badCols = [](int64_t cols, int64_t most) {
+    return cols < 8 || cols > most || cols % 8 != 0;
+  };
+  if (badCols(tiles.gateUpCols, 128))
+    return "wgmma-gate-up-cols must be a multiple of 8 from 8 to 128, not " +
+           std::to_string(tiles.gateUpCols);
+  if (badCols(tiles.downCols, 256))
+    return "wgmma-down-cols must be a multiple of 8 from 8 to 256, not " +
+           std::to_string(tiles.downCols);
+  if (tiles.stages < 2 || tiles.stages > 8)
+    return "wgmma-stages must be from 2 to 8, not " +
+           std::to_string(tiles.stages);
+  int64_t most =
+      std::max(warpgroupSharedBytes(2, tiles.gateUpCols, tiles.stages),
+               warpgroupSharedBytes(1, tiles.downCols, tiles.stages));
+  if (most > kMaxSharedBytes)
+    return std::to_string(tiles.stages) + " stages of these tiles need " +
+           std::to_string(most) + " bytes of shared memory per block; an " +
+           "sm_90 block has at most " + std::to_string(kMaxSharedBytes);
+  return "";
+}
+
 void mlir::moe::populateExpertFFNToGPUPatterns(RewritePatternSet &patterns,
                                                gpu::GPUModuleOp kernels,
-                                               GPUMma mma) {
+                                               GPUMma mma,
+                                               const WarpgroupTiles &tiles) {
   patterns.add<ExpertFFNToGPU, SharedExpertToGPU>(patterns.getContext(),
-                                                  kernels, mma);
+                                                  kernels, mma, tiles);
 }

@@ -35,6 +35,11 @@ struct ConvertMoEToGPUPass
           << mma << "'";
       return signalPassFailure();
     }
+    WarpgroupTiles tiles{gateUpCols, downCols, stages};
+    if (std::string why = checkWarpgroupTiles(tiles); !why.empty()) {
+      module.emitError("convert-moe-to-gpu: ") << why;
+      return signalPassFailure();
+    }
     // Say what the kernels cannot run before rewriting anything.
     WalkResult checked = module.walk([&](Operation *op) {
       LogicalResult ok = success();
@@ -67,7 +72,7 @@ struct ConvertMoEToGPUPass
     RewritePatternSet patterns(&getContext());
     populateRoutingToGPUPatterns(patterns, kernels);
     populateDispatchToGPUPatterns(patterns, kernels);
-    populateExpertFFNToGPUPatterns(patterns, kernels, *kind);
+    populateExpertFFNToGPUPatterns(patterns, kernels, *kind, tiles);
     if (failed(applyPartialConversion(module, target, std::move(patterns))))
       signalPassFailure();
   }

@@ -5,6 +5,8 @@
 
 #include "dialect/MoE/IR/MoEOps.h"
 
+#include <string>
+
 namespace mlir {
 class RewritePatternSet;
 namespace gpu {
@@ -20,8 +22,19 @@ enum class GPUMma {
   Warpgroup, // wgmma.mma_async with TMA loads into shared memory (sm_90a)
 };
 
+/// The warpgroup kernels' blocking (convert-moe-to-gpu's wgmma-* options):
+/// output columns per block of gate/up (per matrix) and of down, and the
+/// pipeline's stages of 64 inputs.
+struct WarpgroupTiles {
+  int64_t gateUpCols = 64, downCols = 128, stages = 4;
+};
+/// Why the kernels cannot run with `tiles` (wgmma's N, the accumulators'
+/// registers, the shared memory of an sm_90 block), or "" if they can.
+std::string checkWarpgroupTiles(const WarpgroupTiles &tiles);
+
 void populateExpertFFNToGPUPatterns(RewritePatternSet &patterns,
-                                    gpu::GPUModuleOp kernels, GPUMma mma);
+                                    gpu::GPUModuleOp kernels, GPUMma mma,
+                                    const WarpgroupTiles &tiles = {});
 
 /// moe.router, moe.topk, moe.stats → one-thread-per-token kernels (the
 /// capacity and the counts: one thread).

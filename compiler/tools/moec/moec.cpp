@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "compiler/Conversion/MoEToGPU/PopulatePatterns.h"
 #include "compiler/Frontend/HFConfig.h"
 #include "compiler/Pipelines/Pipelines.h"
 #include "compiler/Registration/Registration.h"
@@ -72,6 +73,20 @@ cl::opt<std::string> gpuMma(
              "warpgroup MMA on tiles TMA copies into shared memory; needs "
              "bf16 weights)"),
     cl::value_desc("sync|wgmma"), cl::sub(compileCommand));
+cl::OptionCategory gpuScheduleCategory(
+    "GPU schedule (tuning) options, --gpu-mma wgmma");
+cl::opt<int64_t> wgmmaGateUpCols(
+    "wgmma-gate-up-cols", cl::init(64),
+    cl::desc("output columns of gate and up per block (8 to 128)"),
+    cl::sub(compileCommand), cl::cat(gpuScheduleCategory));
+cl::opt<int64_t> wgmmaDownCols(
+    "wgmma-down-cols", cl::init(128),
+    cl::desc("output columns of down per block (8 to 256)"),
+    cl::sub(compileCommand), cl::cat(gpuScheduleCategory));
+cl::opt<int64_t> wgmmaStages(
+    "wgmma-stages", cl::init(4),
+    cl::desc("pipeline stages of 64 inputs in shared memory (2 to 8)"),
+    cl::sub(compileCommand), cl::cat(gpuScheduleCategory));
 cl::opt<std::string> mcpu("mcpu", cl::init("host"),
                           cl::desc("CPU to generate code for"),
                           cl::sub(compileCommand));
@@ -323,9 +338,22 @@ int compileForCUDA(ModuleOp module, func::FuncOp entry) {
       weightDtype == LayerSpec::WeightType::f32)
     return fail("--gpu-mma wgmma needs --weight-dtype bf16 (TMA copies the "
                 "expert weights as they are)");
+  bool tiled = wgmmaGateUpCols.getNumOccurrences() ||
+               wgmmaDownCols.getNumOccurrences() ||
+               wgmmaStages.getNumOccurrences();
+  if (tiled && gpuMma != "wgmma")
+    return fail("--wgmma-gate-up-cols, --wgmma-down-cols and --wgmma-stages "
+                "need --gpu-mma wgmma");
+  WarpgroupTiles tiles{wgmmaGateUpCols, wgmmaDownCols, wgmmaStages};
+  if (std::string why = checkWarpgroupTiles(tiles); !why.empty())
+    return fail(StringRef(why).starts_with("wgmma-") ? "--" + why
+                                                     : "--gpu-mma wgmma: " + why);
   MoEGPUPipelineOptions options;
   options.toolkit = *toolkit;
   options.mma = gpuMma;
+  options.gateUpCols = tiles.gateUpCols;
+  options.downCols = tiles.downCols;
+  options.stages = tiles.stages;
   options.format = emit == Emit::ptx ? "isa" : "fatbin";
   PassManager pm(module.getContext());
   buildMoEGPUKernelsPipeline(pm, options);
@@ -352,8 +380,13 @@ int compileForCUDA(ModuleOp module, func::FuncOp entry) {
   metadata.erase("threading");
   metadata.erase("workspace_bytes_per_thread");
   metadata["device"] = "cuda";
-  // Informational: how the expert FFN kernels multiply.
+  // Informational: how the expert FFN kernels multiply, and their blocking.
   metadata["gpu_mma"] = gpuMma.getValue();
+  if (gpuMma == "wgmma")
+    metadata["wgmma_tiles"] = llvm::json::Object{
+        {"gate_up_cols", tiles.gateUpCols},
+        {"down_cols", tiles.downCols},
+        {"stages", tiles.stages}};
   (*plan)["arch"] = options.chip.getValue();
   (*plan)["image"] = "fatbin";
   metadata["cuda"] = std::move(*plan);

@@ -1,4 +1,22 @@
 // RUN: moe-opt %s --convert-moe-to-gpu=mma=wgmma --split-input-file --verify-diagnostics | FileCheck %s
+// RUN: moe-opt %s --convert-moe-to-gpu="mma=wgmma wgmma-gate-up-cols=128 wgmma-down-cols=256 wgmma-stages=3" --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=TILES
+// RUN: not moe-opt %s --convert-moe-to-gpu="mma=wgmma wgmma-gate-up-cols=136" --split-input-file 2>&1 | FileCheck %s --check-prefix=BADCOLS
+// RUN: not moe-opt %s --convert-moe-to-gpu="mma=wgmma wgmma-gate-up-cols=128 wgmma-stages=6" --split-input-file 2>&1 | FileCheck %s --check-prefix=BADSHARED
+
+// The blocking is a pass option: 128 gate/up columns per matrix, 256 down
+// columns, 3 stages of 40 KB.
+// TILES-LABEL: func.func @gated
+// TILES:       nvgpu.tma.create.descriptor {{.*}} box[%c1{{[_0-9]*}}, %c128{{[_0-9]*}}, %c64{{[_0-9]*}}] : memref<*xbf16> -> <tensor = memref<1x128x64xbf16
+// TILES:       %[[SHARED:.*]] = arith.constant 122904 : i32
+// TILES:       gpu.launch_func  @moe_kernels::@expert_ffn_gate_up_wgmma {{.*}} dynamic_shared_memory_size %[[SHARED]]
+// TILES:       nvgpu.tma.create.descriptor {{.*}} box[%c1{{[_0-9]*}}, %c256{{[_0-9]*}}, %c64{{[_0-9]*}}] : memref<*xbf16> -> <tensor = memref<1x256x64xbf16
+// TILES:       gpu.func @expert_ffn_gate_up_wgmma
+// TILES:         nvvm.mbarrier.arrive.expect_tx %{{.*}}, %c40960_i32
+// TILES-COUNT-8: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 128, k = 16>
+// TILES:       gpu.func @expert_ffn_down_wgmma
+// TILES-COUNT-4: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 256, k = 16>
+// BADCOLS: error: convert-moe-to-gpu: wgmma-gate-up-cols must be a multiple of 8 from 8 to 128, not 136
+// BADSHARED: error: convert-moe-to-gpu: 6 stages of these tiles need 245808 bytes of shared memory per block; an sm_90 block has at most 232448
 
 // With mma=wgmma a routed expert FFN becomes three kernels: the rows' x
 // gathered as bf16 in row order, then gate/up and down as warpgroup MMAs

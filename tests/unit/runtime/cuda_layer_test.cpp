@@ -1175,6 +1175,10 @@ TEST_CASE("cuda layer: wgmma examples pass tensor maps by value",
         Layer layer;
         open(layer, so);
         json metadata = json::parse(moert_layer_metadata(layer));
+        CHECK(metadata["gpu_mma"] == "wgmma");
+        CHECK(metadata["wgmma_tiles"] ==
+              json::parse(R"({"gate_up_cols": 64, "down_cols": 128,
+                              "stages": 4})"));
         loadWeights(layer, weights, prefix);
         // Every wgmma kernel asks for more than the default 48 KB.
         CHECK(counter("fake_shared_opt_ins") >= (s.shared ? 4 : 2));
