@@ -39,6 +39,9 @@ if [ "${1:-}" = --prepare ]; then
       -o "$bundle/layers/$family.cuda.so"
     "$src/build/bin/moec" compile "$bundle/configs/$family/config.json" --target cuda \
       --gpu-mma wgmma -o "$bundle/layers/$family.cuda.wgmma.so"
+    "$src/build/bin/moec" compile "$bundle/configs/$family/config.json" --target cuda \
+      --gpu-mma wgmma --wgmma-gate-up-cols 128 --wgmma-down-cols 256 --wgmma-stages 3 \
+      -o "$bundle/layers/$family.cuda.wgmma-128x256.so"
   done
   for shape in mixtral-8x7b deepseek-v3; do
     "$src/build/bin/moec" compile "$src/examples/configs/$shape.json" --target cuda \
@@ -105,7 +108,7 @@ e2e_part() {
 # Every family's example at 1, 7, 64, 300 tokens and the large qwen2_moe_wide shape (several
 # pipeline stages, partial tiles) at 1, 64, 300: F32 and BF16 checkpoints on the mma.sync
 # kernels, bad inputs; then one case on the wgmma kernels, and if it passes all of them (BF16
-# checkpoint).
+# checkpoint; the large shape also with the 128 x 256 blocking).
 e2e_part sync -k /f32/ -k /bf16/ -k /bad/
 status=$part_status
 if [ "$status" -eq 77 ]; then
@@ -113,7 +116,7 @@ if [ "$status" -eq 77 ]; then
 else
   e2e_part wgmma-probe -k mixtral/wgmma/T7
   if [ "$part_status" -eq 0 ]; then
-    e2e_part wgmma -k /wgmma/
+    e2e_part wgmma -k /wgmma
   else
     echo "gpu-check: the wgmma probe failed; its other cases and benchmarks are skipped"
     wgmma_broken=1

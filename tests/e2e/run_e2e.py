@@ -15,8 +15,8 @@ reference reads the same rounded file):
     without capacity, only the totals must agree).
 The large shapes of scripts/gen_example.py (LARGE: qwen2_moe_wide, hidden 704, expert width
 400), generated into the scratch directory, run the same checks at 1, 64 and 300 tokens for
-the f32 and bf16a dtypes (cuda: f32, bf16, wgmma): matmuls over many K blocks that end in
-partial tiles.
+the f32 and bf16a dtypes (cuda: f32, bf16, wgmma, wgmma-128x256): matmuls over many K blocks
+that end in partial tiles.
 
 Bad-input cases, FAMILY/bad/WHAT: a checkpoint missing a tensor, with a wrong shape, with an I32
 tensor, truncated, or with a corrupt header; an input of the wrong shape or of float64; a
@@ -81,8 +81,11 @@ LARGE_CPU_DTYPES = ("f32", "bf16a")
 # wgmma (--target cuda only): the BF16 checkpoint run by a layer whose expert FFNs are sm_90a
 # warpgroup MMAs on TMA-loaded tiles (--gpu-mma wgmma), compared like bf16a: the GPU rounds x
 # and the hidden activations to bf16 as the rounding reference does, so the f32 tolerance holds.
+# wgmma-128x256 (large shapes only): the same with a larger blocking (moec --wgmma-gate-up-cols
+# 128 --wgmma-down-cols 256 --wgmma-stages 3), the one gpu-check.sh also times.
 DTYPES = ("f32", "bf16", "bf16w", "bf16a", "bf16ap", "bf16ad")
 CUDA_DTYPES = ("f32", "bf16", "wgmma")
+LARGE_CUDA_DTYPES = CUDA_DTYPES + ("wgmma-128x256",)
 # The compile options of each layer variant.
 LAYER_OPTIONS = {
     "f32": ["--weight-dtype", "f32"],
@@ -92,8 +95,10 @@ LAYER_OPTIONS = {
                "--bf16-dot", "none"],
     "bf16ad": ["--weight-dtype", "bf16", "--activation-dtype", "bf16", "--bf16-dot", "emulate"],
     "wgmma": ["--weight-dtype", "bf16", "--gpu-mma", "wgmma"],
+    "wgmma-128x256": ["--weight-dtype", "bf16", "--gpu-mma", "wgmma", "--wgmma-gate-up-cols",
+                      "128", "--wgmma-down-cols", "256", "--wgmma-stages", "3"],
 }
-ROUNDED_ACTIVATIONS = ("bf16a", "bf16ap", "bf16ad", "wgmma")
+ROUNDED_ACTIVATIONS = ("bf16a", "bf16ap", "bf16ad", "wgmma", "wgmma-128x256")
 RELATIVE_TOLERANCE = 1e-3
 BF16_WEIGHTS_TOLERANCE = 1e-2
 SKIP = 77  # ctest's SKIP_RETURN_CODE
@@ -119,7 +124,7 @@ def all_cases(target="cpu", prebuilt=None):
     cases = []
     for f in FAMILIES:
         if f in gen_example.LARGE:
-            large = LARGE_CPU_DTYPES if target == "cpu" else CUDA_DTYPES
+            large = LARGE_CPU_DTYPES if target == "cpu" else LARGE_CUDA_DTYPES
             cases += [Case(f"{f}/{d}/T{t}", f, t, d) for d in large for t in LARGE_TOKENS]
             continue
         cases += [Case(f"{f}/{d}/T{t}", f, t, d) for d in dtypes for t in TOKENS]
