@@ -492,6 +492,24 @@ std::string deviceWeight(const SafetensorsFile &checkpoint,
   return bytes;
 }
 
+/// A family's compiled example run on a fake H200 that logs its launches,
+/// with the example's checkpoint at hand.
+struct FakeH200Example {
+  explicit FakeH200Example(const std::string &family)
+      : shape(shapeOf(family)),
+        weights(examplePath(family, "model.safetensors")),
+        prefix(examplePrefix(family)),
+        checkpoint(SafetensorsFile::open(weights)) {}
+  std::string launchLog() const { return dir.path("launches.log"); }
+
+  Shape shape;
+  TempDir dir;
+  FakeDriver fake{"h200"};
+  ScopedEnv log{"FAKE_CUDA_LAUNCH_LOG", dir.path("launches.log")};
+  std::string weights, prefix;
+  SafetensorsFile checkpoint;
+};
+
 size_t typeSize(const std::string &dtype) {
   return dtype == "i64"                       ? 8
          : dtype == "i8"                      ? 1
@@ -1040,19 +1058,14 @@ TEST_CASE("cuda layer: compiled examples replay their launch plan",
         WARN("skipped: moec cannot compile cuda layers here: " << why);
         return;
       }
-      Shape s = shapeOf(family);
-      TempDir dir;
-      FakeDriver fake("h200");
-      ScopedEnv log("FAKE_CUDA_LAUNCH_LOG", dir.path("launches.log"));
-      std::string weights = examplePath(family, "model.safetensors");
-      std::string prefix = examplePrefix(family);
-      SafetensorsFile checkpoint = SafetensorsFile::open(weights);
+      FakeH200Example ex(family);
+      const Shape &s = ex.shape;
       {
         Layer layer;
         open(layer, so);
         CHECK(std::string(moert_layer_device(layer)) == "cuda");
         json metadata = json::parse(moert_layer_metadata(layer));
-        loadWeights(layer, weights, prefix);
+        loadWeights(layer, ex.weights, ex.prefix);
         REQUIRE(moert_layer_set_threads(layer, 0) == MOERT_OK); // no effect
 
         // The plan's buffer references of each launch, to check that one
@@ -1067,20 +1080,20 @@ TEST_CASE("cuda layer: compiled examples replay their launch plan",
         std::vector<int64_t> totalCounts(size_t(s.experts), 0);
         for (int64_t t : {1, 7, 300}) {
           INFO(family << ", T = " << t);
-          std::remove(dir.path("launches.log").c_str());
+          std::remove(ex.launchLog().c_str());
           std::vector<float> x = input(size_t(t * s.hidden), uint32_t(t));
           std::vector<float> y = forward(layer, x, t);
           REQUIRE(y.size() == size_t(t * s.hidden));
           std::vector<Expected> expected = pipelineLaunches(s, t);
           std::vector<std::vector<Descriptor>> ds =
-              checkLaunches(readLaunches(dir.path("launches.log")), expected);
+              checkLaunches(readLaunches(ex.launchLog()), expected);
 
           // x and the weights, as uploaded.
           int64_t xPtr = ds[0][0].aligned;
           CHECK(deviceBytes(xPtr, x.size() * 4) == bytesOf(x));
           CHECK(
               deviceBytes(ds[0][1].aligned, size_t(s.experts * s.hidden * 4)) ==
-              converted(checkpoint, prefix + "gate.weight", FloatFormat::F32));
+              converted(ex.checkpoint, ex.prefix + "gate.weight", FloatFormat::F32));
           auto launchIndex = [&](const std::string &name) {
             size_t i = 0;
             while (i < expected.size() && expected[i].kernel != name)
@@ -1094,7 +1107,7 @@ TEST_CASE("cuda layer: compiled examples replay their launch plan",
             const json &ref = planLaunches[gateUp]["args"][a];
             REQUIRE(ref.contains("arg"));
             std::string want = deviceWeight(
-                checkpoint, prefix, args[ref["arg"].get<size_t>()], s.experts);
+                ex.checkpoint, ex.prefix, args[ref["arg"].get<size_t>()], s.experts);
             CHECK(deviceBytes(ds[gateUp][a].aligned, want.size()) == want);
           }
 
@@ -1147,7 +1160,7 @@ TEST_CASE("cuda layer: compiled examples replay their launch plan",
           CHECK(workspace < size_t(end - xPtr) + 256);
         }
         checkTotalsThenNoTokens(layer, total, totalCounts,
-                                dir.path("launches.log"));
+                                ex.launchLog());
         CHECK(moert_layer_workspace_bytes(layer, 0) == 0);
       }
       CHECK(counter("fake_live") == 0);
@@ -1164,13 +1177,8 @@ TEST_CASE("cuda layer: wgmma examples pass tensor maps by value",
         WARN("skipped: moec cannot compile cuda layers here: " << why);
         return;
       }
-      Shape s = shapeOf(family);
-      TempDir dir;
-      FakeDriver fake("h200");
-      ScopedEnv log("FAKE_CUDA_LAUNCH_LOG", dir.path("launches.log"));
-      std::string weights = examplePath(family, "model.safetensors");
-      std::string prefix = examplePrefix(family);
-      SafetensorsFile checkpoint = SafetensorsFile::open(weights);
+      FakeH200Example ex(family);
+      const Shape &s = ex.shape;
       {
         Layer layer;
         open(layer, so);
@@ -1179,7 +1187,7 @@ TEST_CASE("cuda layer: wgmma examples pass tensor maps by value",
         CHECK(metadata["wgmma_tiles"] ==
               json::parse(R"({"gate_up_cols": 64, "down_cols": 128,
                               "stages": 4})"));
-        loadWeights(layer, weights, prefix);
+        loadWeights(layer, ex.weights, ex.prefix);
         // Every wgmma kernel asks for more than the default 48 KB.
         CHECK(counter("fake_shared_opt_ins") >= (s.shared ? 4 : 2));
         const json &args = metadata["arguments"];
@@ -1195,12 +1203,12 @@ TEST_CASE("cuda layer: wgmma examples pass tensor maps by value",
 
         for (int64_t t : {1, 7, 300}) {
           INFO(family << ", T = " << t);
-          std::remove(dir.path("launches.log").c_str());
+          std::remove(ex.launchLog().c_str());
           int mapsBefore = counter("fake_tensor_maps");
           std::vector<float> x = input(size_t(t * s.hidden), uint32_t(t));
           forward(layer, x, t);
           CHECK(counter("fake_tensor_maps") - mapsBefore == int(mapsPerCall));
-          std::vector<Launch> launches = readLaunches(dir.path("launches.log"));
+          std::vector<Launch> launches = readLaunches(ex.launchLog());
           REQUIRE(launches.size() == planLaunches.size());
 
           const int64_t tile = 128;
@@ -1259,7 +1267,7 @@ TEST_CASE("cuda layer: wgmma examples pass tensor maps by value",
                 continue;
               }
               std::string want = deviceWeight(
-                  checkpoint, prefix, args[source["arg"].get<size_t>()],
+                  ex.checkpoint, ex.prefix, args[source["arg"].get<size_t>()],
                   s.experts);
               CHECK(deviceBytes(launch.params[a], want.size()) == want);
             }
