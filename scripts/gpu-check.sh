@@ -147,7 +147,9 @@ if [ "$status" -ne 77 ] && [ "${GPU_CHECK_BENCH:-1}" != 0 ]; then
       continue
     fi
     bench_status=0
+    # The one host forward per token count (for the output) is profiled launch by launch.
     TMPDIR=$shm MOE_BENCH_SCRIPT_DIR="$src/bench" MOE_BENCH_PYTHON="$python" \
+      MOERT_CUDA_PROFILE="$out/profile-$name.jsonl" \
       timeout 240 "$bundle/bin/moe-bench" "$layer" --baselines "$baselines" \
       --config "$src/examples/configs/$shape.json" --tokens "$tokens" \
       --repeats "${GPU_CHECK_REPEATS:-5}" --warmup 2 \

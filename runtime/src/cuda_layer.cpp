@@ -4,7 +4,10 @@
 
 #include "runtime/src/error.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
@@ -104,6 +107,8 @@ void CudaLayer::prepareLocked() {
   for (const auto &[name, bytes] : shared)
     device->allowShared(byName.at(name), bytes);
 
+  const char *profile = std::getenv("MOERT_CUDA_PROFILE");
+  profilePath_ = profile ? profile : "";
   const char *graphs = std::getenv("MOERT_CUDA_GRAPHS");
   useGraphs_ = device->driver().hasGraphs() &&
                !(graphs && std::string_view(graphs) == "0");
@@ -263,6 +268,45 @@ void CudaLayer::launchHostCall(const Call &call, int64_t tokens) {
   graph->second.launch(*stream_);
 }
 
+void CudaLayer::launchProfiled(const Call &call, int64_t tokens) {
+  cuda::Event start(device_);
+  start.record(*stream_);
+  std::vector<std::pair<size_t, std::unique_ptr<cuda::Event>>> ends;
+  for (size_t s = 0; s < plan_.steps.size(); ++s) {
+    if (!plan_.steps[s].isLaunch())
+      continue;
+    stream_->launch(kernels_[s], call.dims[s].grid, call.dims[s].block,
+                    plan_.steps[s].sharedBytes,
+                    const_cast<void **>(call.params[s].data()));
+    ends.emplace_back(s, std::make_unique<cuda::Event>(device_));
+    ends.back().second->record(*stream_);
+  }
+  if (ends.empty())
+    return;
+  ends.back().second->synchronize();
+  nlohmann::json steps = nlohmann::json::array();
+  const cuda::Event *previous = &start;
+  for (const auto &[s, end] : ends) {
+    steps.push_back({{"step", s},
+                     {"kernel", plan_.steps[s].kernel},
+                     {"ms", end->millisecondsSince(*previous)}});
+    previous = end.get();
+  }
+  nlohmann::json record = {
+      {"layer", origin_},
+      {"tokens", tokens},
+      {"total_ms", ends.back().second->millisecondsSince(start)},
+      {"steps", std::move(steps)}};
+  std::string line = record.dump() + "\n";
+  std::FILE *file = std::fopen(profilePath_.c_str(), "a");
+  bool written = file && std::fputs(line.c_str(), file) >= 0;
+  if (file)
+    written = std::fclose(file) == 0 && written;
+  if (!written)
+    fail(MOERT_ERROR_IO, "MOERT_CUDA_PROFILE: cannot append to {}",
+         profilePath_);
+}
+
 void CudaLayer::growArena(uint64_t bytes, const cuda::Stream *inFlight) {
   if (bytes <= arena_.size())
     return;
@@ -293,7 +337,10 @@ void CudaLayer::forward(const float *x, int64_t tokens, float *y,
   const PlanRef &output = plan_.results[0], &stats = plan_.results[1];
   try {
     stream_->upload(arena_, x, xBytes, size_t(call.layout.inputOffset));
-    launchHostCall(call, tokens);
+    if (profilePath_.empty())
+      launchHostCall(call, tokens);
+    else
+      launchProfiled(call, tokens);
     stream_->download(y, arena_, xBytes,
                       size_t(call.layout.offsets[output.index]));
     stream_->download(counts, arena_,

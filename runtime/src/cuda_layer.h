@@ -20,6 +20,10 @@
 // Graphs hold the arena's and the weights' addresses, so growing the arena
 // or new weights drop them; at most kMaxGraphs are kept (the oldest goes).
 // MOERT_CUDA_GRAPHS=0, or a driver without graphs, launches directly.
+// MOERT_CUDA_PROFILE=FILE times each launch of a host call instead (CUDA
+// events around every launch, no graph) and appends one JSON line per call
+// to FILE: {"layer", "tokens", "total_ms", "steps": [{"step", "kernel",
+// "ms"}, ...]}, for tuning.
 // One mutex serialises forward calls (they share the arena and the stream)
 // and weight uploads.
 //
@@ -95,6 +99,9 @@ private:
   /// The launches of a host call on the layer's stream: its graph for
   /// `tokens` (captured now if there is none), or launchAll.
   void launchHostCall(const Call &call, int64_t tokens);
+  /// launchAll with an event after each launch; appends the times to
+  /// profilePath_ (synchronises the stream).
+  void launchProfiled(const Call &call, int64_t tokens);
   /// Makes the arena at least `bytes` long, after `inFlight` (a stream that
   /// may still use the old arena) has finished.
   void growArena(uint64_t bytes, const cuda::Stream *inFlight);
@@ -115,6 +122,7 @@ private:
   // arena_: destroyed before them).
   static constexpr size_t kMaxGraphs = 8;
   bool useGraphs_ = false;
+  std::string profilePath_; // MOERT_CUDA_PROFILE
   std::vector<std::pair<int64_t, cuda::GraphExec>> graphs_;
   // The caller's stream of the latest enqueueForward, until a synchronised
   // call follows: the arena may be in use there.

@@ -783,6 +783,58 @@ TEST_CASE("cuda exec: host calls replay one CUDA graph per token count",
   sameLaunches(graphs[4], graphs[5], true);
 }
 
+TEST_CASE("cuda exec: MOERT_CUDA_PROFILE times each launch of a host call",
+          "[cuda-exec]") {
+  TempDir dir;
+  FakeDriver fake("h200");
+  ScopedEnv log("FAKE_CUDA_LAUNCH_LOG", dir.path("launches.log"));
+  ScopedEnv profile("MOERT_CUDA_PROFILE", dir.path("profile.jsonl"));
+  writeSafetensors(dir.path("w.safetensors"), checkpoint("F32"));
+  int capturesBefore = std::max(fakeDriverCounter("fake_captures"), 0);
+  {
+    Layer layer;
+    open(layer, MOERT_FAKE_CUDA_LAYER);
+    loadWeights(layer, dir.path("w.safetensors"), kPrefix);
+    for (int64_t t : {7, 300}) {
+      std::remove(dir.path("launches.log").c_str());
+      forward(layer, std::vector<float>(size_t(t * kHidden), 0.0f), t);
+      checkLaunches(readLaunches(dir.path("launches.log")), fakeLaunches(t));
+    }
+  }
+  // Launched directly (no graph), one line per call: each launch's time
+  // (the fake's events are 1.5 ms apart) in plan order.
+  CHECK(counter("fake_captures") == capturesBefore);
+  std::ifstream in(dir.path("profile.jsonl"));
+  std::string line;
+  std::vector<json> calls;
+  while (std::getline(in, line))
+    calls.push_back(json::parse(line));
+  REQUIRE(calls.size() == 2);
+  for (size_t c = 0; c < calls.size(); ++c) {
+    int64_t t = c == 0 ? 7 : 300;
+    CHECK(calls[c]["layer"] == MOERT_FAKE_CUDA_LAYER);
+    CHECK(calls[c]["tokens"] == t);
+    CHECK(calls[c]["total_ms"] == 1.5);
+    std::vector<Expected> expected = fakeLaunches(t);
+    REQUIRE(calls[c]["steps"].size() == expected.size());
+    for (size_t s = 0; s < expected.size(); ++s) {
+      CHECK(calls[c]["steps"][s]["kernel"] == expected[s].kernel);
+      CHECK(calls[c]["steps"][s]["ms"] == 1.5);
+    }
+  }
+  CHECK(counter("fake_live") == 0);
+
+  // A file that cannot be written is an error of the call.
+  ScopedEnv nowhere("MOERT_CUDA_PROFILE", dir.path("no/such/dir/p.jsonl"));
+  Layer layer;
+  open(layer, MOERT_FAKE_CUDA_LAYER);
+  loadWeights(layer, dir.path("w.safetensors"), kPrefix);
+  std::vector<float> x(size_t(7 * kHidden), 0.0f), y(x.size());
+  CHECK(moert_layer_forward(layer, x.data(), 7, y.data()) == MOERT_ERROR_IO);
+  CHECK(std::string(moert_last_error()).find("MOERT_CUDA_PROFILE: cannot "
+                                             "append to") != std::string::npos);
+}
+
 TEST_CASE("cuda exec: errors in a call name the step and launch nothing",
           "[cuda-exec]") {
   TempDir dir;
