@@ -253,19 +253,21 @@ void CudaLayer::launchAll(const Call &call, const cuda::Stream &stream) const {
                     const_cast<void **>(call.params[s].data()));
 }
 
-void CudaLayer::launchHostCall(const Call &call, int64_t tokens) {
-  if (!useGraphs_)
-    return launchAll(call, *stream_);
+void CudaLayer::launchHostCall(Call &call, int64_t tokens) {
   auto graph = std::find_if(graphs_.begin(), graphs_.end(),
                             [&](const auto &g) { return g.first == tokens; });
-  if (graph == graphs_.end()) {
-    if (graphs_.size() == kMaxGraphs)
-      graphs_.erase(graphs_.begin());
-    graphs_.emplace_back(
-        tokens, stream_->capture([&] { launchAll(call, *stream_); }));
-    graph = std::prev(graphs_.end());
-  }
-  graph->second.launch(*stream_);
+  // A replay launches the parameters bound when it was captured: nothing to
+  // bind (nor tensor maps to encode) on a decoding loop's calls.
+  if (useGraphs_ && graph != graphs_.end())
+    return graph->second.launch(*stream_);
+  bind(call, tokens, 0, 0);
+  if (!useGraphs_)
+    return launchAll(call, *stream_);
+  if (graphs_.size() == kMaxGraphs)
+    graphs_.erase(graphs_.begin());
+  graphs_.emplace_back(tokens,
+                       stream_->capture([&] { launchAll(call, *stream_); }));
+  graphs_.back().second.launch(*stream_);
 }
 
 void CudaLayer::launchProfiled(const Call &call, int64_t tokens) {
@@ -331,16 +333,17 @@ void CudaLayer::forward(const float *x, int64_t tokens, float *y,
     lastCallerStream_.reset();
   }
   growArena(call.layout.bytes, nullptr);
-  bind(call, tokens, 0, 0);
 
   size_t xBytes = size_t(tokens * metadata_.hiddenSize) * sizeof(float);
   const PlanRef &output = plan_.results[0], &stats = plan_.results[1];
   try {
     stream_->upload(arena_, x, xBytes, size_t(call.layout.inputOffset));
-    if (profilePath_.empty())
+    if (profilePath_.empty()) {
       launchHostCall(call, tokens);
-    else
+    } else {
+      bind(call, tokens, 0, 0);
       launchProfiled(call, tokens);
+    }
     stream_->download(y, arena_, xBytes,
                       size_t(call.layout.offsets[output.index]));
     stream_->download(counts, arena_,

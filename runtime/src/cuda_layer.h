@@ -97,8 +97,9 @@ private:
             cuda::CUdeviceptr y) const;
   void launchAll(const Call &call, const cuda::Stream &stream) const;
   /// The launches of a host call on the layer's stream: its graph for
-  /// `tokens` (captured now if there is none), or launchAll.
-  void launchHostCall(const Call &call, int64_t tokens);
+  /// `tokens` (bound and captured now if there is none), or bind and
+  /// launchAll.
+  void launchHostCall(Call &call, int64_t tokens);
   /// launchAll with an event after each launch; appends the times to
   /// profilePath_ (synchronises the stream).
   void launchProfiled(const Call &call, int64_t tokens);
