@@ -245,12 +245,18 @@ void CudaLayer::bind(Call &call, int64_t tokens, cuda::CUdeviceptr x,
   }
 }
 
-void CudaLayer::launchAll(const Call &call, const cuda::Stream &stream) const {
-  for (size_t s = 0; s < plan_.steps.size(); ++s)
-    if (plan_.steps[s].isLaunch())
-      stream.launch(kernels_[s], call.dims[s].grid, call.dims[s].block,
-                    plan_.steps[s].sharedBytes,
-                    const_cast<void **>(call.params[s].data()));
+void CudaLayer::launchAll(
+    const Call &call, const cuda::Stream &stream,
+    const std::function<void(size_t)> &afterLaunch) const {
+  for (size_t s = 0; s < plan_.steps.size(); ++s) {
+    if (!plan_.steps[s].isLaunch())
+      continue;
+    stream.launch(kernels_[s], call.dims[s].grid, call.dims[s].block,
+                  plan_.steps[s].sharedBytes,
+                  const_cast<void **>(call.params[s].data()));
+    if (afterLaunch)
+      afterLaunch(s);
+  }
 }
 
 void CudaLayer::launchHostCall(Call &call, int64_t tokens) {
@@ -274,15 +280,10 @@ void CudaLayer::launchProfiled(const Call &call, int64_t tokens) {
   cuda::Event start(device_);
   start.record(*stream_);
   std::vector<std::pair<size_t, std::unique_ptr<cuda::Event>>> ends;
-  for (size_t s = 0; s < plan_.steps.size(); ++s) {
-    if (!plan_.steps[s].isLaunch())
-      continue;
-    stream_->launch(kernels_[s], call.dims[s].grid, call.dims[s].block,
-                    plan_.steps[s].sharedBytes,
-                    const_cast<void **>(call.params[s].data()));
+  launchAll(call, *stream_, [&](size_t s) {
     ends.emplace_back(s, std::make_unique<cuda::Event>(device_));
     ends.back().second->record(*stream_);
-  }
+  });
   if (ends.empty())
     return;
   ends.back().second->synchronize();

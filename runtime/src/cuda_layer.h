@@ -38,6 +38,7 @@
 #include "runtime/src/metadata.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -95,7 +96,9 @@ private:
   /// both in the arena).
   void bind(Call &call, int64_t tokens, cuda::CUdeviceptr x,
             cuda::CUdeviceptr y) const;
-  void launchAll(const Call &call, const cuda::Stream &stream) const;
+  /// The steps' launches on `stream`; `afterLaunch(step)` after each.
+  void launchAll(const Call &call, const cuda::Stream &stream,
+                 const std::function<void(size_t)> &afterLaunch = {}) const;
   /// The launches of a host call on the layer's stream: its graph for
   /// `tokens` (bound and captured now if there is none), or bind and
   /// launchAll.

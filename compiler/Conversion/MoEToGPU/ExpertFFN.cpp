@@ -23,10 +23,9 @@
 //    warpgroup per 64 rows x WarpgroupTiles::gateUpCols (downCols) columns
 //    runs `wgmma.mma_async` on tiles that TMA copies into shared memory, a
 //    pipeline of WarpgroupTiles::stages tiles of 64 inputs (WarpgroupMma.h).
-//    Rows and
-//    columns past the buffers' ends are filled with zeros by TMA, so K and N
-//    need no multiple of 64; a block's 64 rows lie in one plan tile (tile_rows
-//    is a multiple of 64), hence one expert.
+//    Rows and columns past the buffers' ends are filled with zeros by TMA,
+//    so K and N need no multiple of 64; a block's 64 rows lie in one plan
+//    tile (tile_rows is a multiple of 64), hence one expert.
 //
 //===----------------------------------------------------------------------===//
 
@@ -94,10 +93,10 @@ MemRefType bf16Rows(OpBuilder &b, int64_t width) {
 }
 
 /// The lane's rows when its warp's 16 rows start at `row0` and its
-/// columns at `colBase`.
+/// columns at `colBase`; `plan` is the slots and the tiles' experts
+/// (routed), `x` the tokens (shared experts; null where no token is read).
 WarpRows emitWarpRows(LoopEmitter &em, const FFNKernelSpec &spec, Value x,
-                      Value slots, Value tileExperts, Value row0,
-                      Value colBase) {
+                      ValueRange plan, Value row0, Value colBase) {
   auto &b = em.builder();
   WarpRows w;
   Value thread = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
@@ -107,11 +106,11 @@ WarpRows emitWarpRows(LoopEmitter &em, const FFNKernelSpec &spec, Value x,
   w.rowLo = arith::AddIOp::create(b, row0, w.lane.g);
   w.rowHi = arith::AddIOp::create(b, w.rowLo, em.index(8));
   if (spec.routed) {
-    w.slotLo = memref::LoadOp::create(b, slots, ValueRange{w.rowLo});
-    w.slotHi = memref::LoadOp::create(b, slots, ValueRange{w.rowHi});
+    w.slotLo = memref::LoadOp::create(b, plan[0], ValueRange{w.rowLo});
+    w.slotHi = memref::LoadOp::create(b, plan[0], ValueRange{w.rowHi});
     Value tile = arith::DivUIOp::create(b, row0, em.index(spec.tileRows));
     w.expert =
-        em.toIndex(memref::LoadOp::create(b, tileExperts, ValueRange{tile}));
+        em.toIndex(memref::LoadOp::create(b, plan[1], ValueRange{tile}));
     w.tokLo = tokenOf(em, w.slotLo, spec.k);
     w.tokHi = tokenOf(em, w.slotHi, spec.k);
   } else if (x) {
@@ -128,6 +127,13 @@ Value blockFirstRow(LoopEmitter &em, int64_t rows) {
   auto &b = em.builder();
   return arith::MulIOp::create(
       b, gpu::BlockIdOp::create(b, gpu::Dimension::x), em.index(rows));
+}
+
+/// The first of this block's `cols` output columns (grid y).
+Value blockFirstColumn(LoopEmitter &em, int64_t cols) {
+  auto &b = em.builder();
+  return arith::MulIOp::create(
+      b, gpu::BlockIdOp::create(b, gpu::Dimension::y), em.index(cols));
 }
 
 /// body() unless the block's rows (from `row0`) are all padding. A
@@ -303,8 +309,8 @@ void storeOutput(LoopEmitter &em, const FFNKernelSpec &spec, const WarpRows &w,
                     });
 }
 
-/// The argument types of the down kernel after its leading ones:
-/// x, [slots, tiles,] ... filled by the callers.
+/// The type of the down kernel's scale argument: the routing weights, the
+/// shared expert's gate, or null.
 Type scaleType(const FFNKernelSpec &spec) {
   if (spec.routed)
     return spec.routingType;
@@ -328,14 +334,9 @@ createFFNKernels(OpBuilder &builder, gpu::GPUModuleOp kernels,
   gateUpArgs.push_back(bufferType(spec.up));
   gateUpArgs.push_back(spec.hType);
   auto warpRows = [&](LoopEmitter &em, Value x, ValueRange plan) {
-    auto &b = em.builder();
     Value row0 = blockFirstRow(em, kRowsPerWarp);
-    Value colBase = arith::MulIOp::create(
-        b, gpu::BlockIdOp::create(b, gpu::Dimension::y),
-        em.index(8 * kTilesPerWarp));
-    return spec.routed
-               ? emitWarpRows(em, spec, x, plan[0], plan[1], row0, colBase)
-               : emitWarpRows(em, spec, x, {}, {}, row0, colBase);
+    Value colBase = blockFirstColumn(em, 8 * kTilesPerWarp);
+    return emitWarpRows(em, spec, x, plan, row0, colBase);
   };
   gpu::GPUFuncOp gateUp = createKernel(
       builder, kernels,
@@ -568,6 +569,8 @@ WarpgroupKernels createWarpgroupFFNKernels(OpBuilder &builder,
     func->setAttr(wgmma::kTensorMapParamsAttr,
                   builder.getI64IntegerAttr(count));
   };
+  // The lane's rows in its warp's 16 of the block's 64; their tile's
+  // expert is the block's (routed).
   auto warpRows = [&](LoopEmitter &em, Value x, ValueRange plan, Value row0,
                       Value col0) {
     auto &b = em.builder();
@@ -575,21 +578,7 @@ WarpgroupKernels createWarpgroupFFNKernels(OpBuilder &builder,
         b, gpu::ThreadIdOp::create(b, gpu::Dimension::x), em.index(kWarpSize));
     Value warpRow0 = arith::AddIOp::create(
         b, row0, arith::MulIOp::create(b, warp, em.index(kRowsPerWarp)));
-    return spec.routed
-               ? emitWarpRows(em, spec, x, plan[0], plan[1], warpRow0, col0)
-               : emitWarpRows(em, spec, x, {}, {}, warpRow0, col0);
-  };
-  auto blockColumns = [&](LoopEmitter &em, int64_t cols) -> Value {
-    auto &b = em.builder();
-    return arith::MulIOp::create(
-        b, gpu::BlockIdOp::create(b, gpu::Dimension::y), em.index(cols));
-  };
-  auto expertOf = [&](LoopEmitter &em, ValueRange plan, Value row0) -> Value {
-    if (!spec.routed)
-      return Value();
-    auto &b = em.builder();
-    Value tile = arith::DivUIOp::create(b, row0, em.index(spec.tileRows));
-    return em.toIndex(memref::LoadOp::create(b, plan[1], ValueRange{tile}));
+    return emitWarpRows(em, spec, x, plan, warpRow0, col0);
   };
 
   SmallVector<Type> gateUpArgs(1 + matrices, map);
@@ -603,14 +592,13 @@ WarpgroupKernels createWarpgroupFFNKernels(OpBuilder &builder,
         ValueRange plan = args.slice(1 + matrices, planArgs);
         Value row0 = blockFirstRow(em, wgmma::kRows);
         ifRowsUsed(em, spec, spec.routed ? plan[0] : Value(), row0, [&] {
-          Value col0 = blockColumns(em, gateUpCols);
-          SmallVector<Value> mapsB(args.slice(1, matrices));
-          SmallVector<Value> acc = emitWarpgroupMatmul(
-              em, kernels, args[0], mapsB, row0, col0,
-              expertOf(em, plan, row0), gateUpCols, spec.hidden,
-              tiles.stages);
+          Value col0 = blockFirstColumn(em, gateUpCols);
           // x is not read: the gathered rows were.
           WarpRows w = warpRows(em, Value(), plan, row0, col0);
+          SmallVector<Value> mapsB(args.slice(1, matrices));
+          SmallVector<Value> acc = emitWarpgroupMatmul(
+              em, kernels, args[0], mapsB, row0, col0, w.expert, gateUpCols,
+              spec.hidden, tiles.stages);
           SmallVector<SmallVector<Accumulator>> blocks;
           for (Value a : acc)
             blocks.push_back(wgmma::fragments(em.builder(), a, gateUpCols));
@@ -633,11 +621,11 @@ WarpgroupKernels createWarpgroupFFNKernels(OpBuilder &builder,
         Value row0 = blockFirstRow(em, wgmma::kRows);
         ifRowsUsed(em, spec, spec.routed ? plan[0] : Value(), row0, [&] {
           Value x = args[2];
-          Value col0 = blockColumns(em, downCols);
-          SmallVector<Value> acc = emitWarpgroupMatmul(
-              em, kernels, args[0], {args[1]}, row0, col0,
-              expertOf(em, plan, row0), downCols, spec.width, tiles.stages);
+          Value col0 = blockFirstColumn(em, downCols);
           WarpRows w = warpRows(em, x, plan, row0, col0);
+          SmallVector<Value> acc = emitWarpgroupMatmul(
+              em, kernels, args[0], {args[1]}, row0, col0, w.expert, downCols,
+              spec.width, tiles.stages);
           Value scale = scaleType(spec) ? args[3 + planArgs] : Value();
           storeOutput(em, spec, w, wgmma::fragments(em.builder(), acc[0],
                                                     downCols),
